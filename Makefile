@@ -1,0 +1,47 @@
+# The README's two commands, `make book` and `make test`, plus the teacher's `make student`.
+# Each installs what is missing into .venv first (only Python 3.10+ and make are needed).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# d2l is installed without its dependencies: its metadata pins numpy==1.23.5, which cannot
+# install on current Python. Its own imports are listed in requirements.txt.
+D2L    := d2l==1.0.3
+
+# Offline data (Multi30k) next to the checkout, as in CI; chapters download it otherwise.
+QKV_DATA ?= $(wildcard $(abspath ../shared/data))
+export QKV_DATA
+
+# The student book runs its chapters with this budget (CI uses smoke to save time).
+STUDENT_BUDGET ?= book
+
+.PHONY: book test student clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps $(D2L)
+	touch $(STAMP)
+
+## make book: build the HTML book in _build/html, executing every chapter with the book budget;
+## any warning or execution error fails the build.
+book: $(STAMP)
+	QKV_BUDGET=book $(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+
+## make test: unit, parity and property tests of qkv, then every chapter run by nbval with the
+## smoke budget.
+test: $(STAMP)
+	QKV_BUDGET=smoke $(PY) -m pytest tests chapters --nbval-lax --nbval-current-env
+
+## make student: the student edition (no solutions) in _build/student/html, and its
+## notebooks in _build/student/source/chapters.
+student: $(STAMP)
+	rm -rf _build/student
+	$(PY) -m qkv.exercises.student . _build/student/source
+	QKV_BUDGET=$(STUDENT_BUDGET) $(VENV)/bin/jupyter-book build _build/student/source \
+		--path-output _build/student --warningiserror --keep-going
+
+clean:
+	rm -rf _build

@@ -1,0 +1,149 @@
+"""Figures every chapter uses: labelled heat maps of attention weights, and curves.
+
+All functions return the matplotlib ``Figure`` so that a notebook can add to it, and every
+axis gets a label: a figure without labelled axes is a bug in this book.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def _as_numpy(matrix) -> np.ndarray:
+    if isinstance(matrix, torch.Tensor):
+        return matrix.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(matrix, dtype=float)
+
+
+def _check_labels(name: str, labels: Sequence[str] | None, expected: int) -> None:
+    if labels is not None and len(labels) != expected:
+        raise ValueError(f"{name} has {len(labels)} labels but the matrix has {expected}")
+
+
+def show_heatmaps(
+    matrices,
+    xlabel: str = "Keys",
+    ylabel: str = "Queries",
+    titles: Sequence[str] | None = None,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    colorbar_label: str = "attention weight",
+    cmap: str = "Reds",
+    vmin: float | None = 0.0,
+    vmax: float | None = None,
+    annotate: bool = False,
+    panel_size: tuple[float, float] = (2.8, 2.8),
+):
+    """Draw a grid of heat maps (small multiples) with token labels and one shared colour bar.
+
+    Args:
+        matrices: a (n_q, n_k) matrix, or a (cols, n_q, n_k) stack drawn in one row, or a
+            (rows, cols, n_q, n_k) grid; tensor or array.
+        xlabel, ylabel: axis labels (written on the bottom row and the left column).
+        titles: one title per panel, in row-major order.
+        row_labels, col_labels: tick labels for the queries (rows) and keys (columns).
+        colorbar_label: what the colour encodes.
+        vmin, vmax: colour range shared by all panels (``vmax=None``: the largest value).
+        annotate: write each value in its cell (for small matrices).
+
+    Returns:
+        The matplotlib figure.
+    """
+    data = _as_numpy(matrices)
+    if data.ndim == 2:
+        data = data[None, None]
+    elif data.ndim == 3:
+        data = data[None]
+    elif data.ndim != 4:
+        raise ValueError(
+            f"matrices must have 2, 3 or 4 dimensions (rows, cols, queries, keys); "
+            f"got shape {tuple(data.shape)}"
+        )
+    n_rows, n_cols, n_q, n_k = data.shape
+    _check_labels("row_labels", row_labels, n_q)
+    _check_labels("col_labels", col_labels, n_k)
+    if titles is not None and len(titles) != n_rows * n_cols:
+        raise ValueError(f"titles has {len(titles)} entries for {n_rows * n_cols} panels")
+    vmax = float(np.nanmax(data)) if vmax is None else vmax
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(panel_size[0] * n_cols + 1.0, panel_size[1] * n_rows),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    image = None
+    for i in range(n_rows):
+        for j in range(n_cols):
+            ax = axes[i, j]
+            image = ax.imshow(data[i, j], cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+            if row_labels is not None:
+                ax.set_yticks(range(n_q), labels=row_labels)
+            if col_labels is not None:
+                ax.set_xticks(range(n_k), labels=col_labels, rotation=45, ha="right")
+            if i == n_rows - 1:
+                ax.set_xlabel(xlabel)
+            if j == 0:
+                ax.set_ylabel(ylabel)
+            if titles is not None:
+                ax.set_title(titles[i * n_cols + j])
+            if annotate:
+                for (r, c), value in np.ndenumerate(data[i, j]):
+                    dark = value > (vmin or 0.0) + 0.6 * (vmax - (vmin or 0.0))
+                    ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                            color="white" if dark else "black")
+    fig.colorbar(image, ax=axes, shrink=0.8, label=colorbar_label)
+    return fig
+
+
+def plot_curves(
+    x,
+    curves: Mapping[str, object],
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    logx: bool = False,
+    logy: bool = False,
+    ax=None,
+    styles: Mapping[str, str] | None = None,
+):
+    """Plot named curves ``{label: y}`` against a shared ``x`` with a legend and labelled axes.
+
+    Args:
+        x: (n,) values for the horizontal axis.
+        curves: label -> (n,) values.
+        xlabel, ylabel: axis labels (required: every figure in the book labels its axes).
+        styles: optional label -> matplotlib format string (e.g. ``"k--"``).
+        ax: draw into this axis instead of a new figure.
+
+    Returns:
+        The matplotlib figure.
+    """
+    if not curves:
+        raise ValueError("curves is empty: pass at least one {label: values} entry")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+    else:
+        fig = ax.figure
+    x = _as_numpy(x)
+    for label, y in curves.items():
+        y = _as_numpy(y)
+        if y.shape != x.shape:
+            raise ValueError(f"curve {label!r} has shape {y.shape}, but x has shape {x.shape}")
+        style = (styles or {}).get(label, "-")
+        ax.plot(x, y, style, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig

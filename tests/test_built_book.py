@@ -1,0 +1,74 @@
+"""Checks of the built HTML book and of the student edition (run by .ci/run after the builds).
+
+Skipped unless QKV_CHECK_BUILT_BOOK=1, so that `make test` never judges a stale build.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("QKV_CHECK_BUILT_BOOK") != "1",
+    reason="set QKV_CHECK_BUILT_BOOK=1 after `make book` and `make student` (as .ci/run does)",
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "_build" / "html"
+STUDENT = ROOT / "_build" / "student" / "_build" / "html"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+CHAPTERS = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
+WRITTEN = ["01_queries_keys_values", "02_nadaraya_watson"]
+
+
+def _page(root, stem):
+    path = root / "chapters" / f"{stem}.html"
+    assert path.is_file(), f"{path} was not built"
+    return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+
+
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_every_chapter_page_is_built_without_tracebacks(stem):
+    text = _page(BOOK, stem).get_text()
+    assert "Traceback (most recent call last)" not in text
+
+
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_colab_button_opens_this_chapter_on_the_configured_branch(stem):
+    repo = CONFIG["repository"]["url"].removeprefix("https://github.com/")
+    expected = (f"https://colab.research.google.com/github/{repo}/blob/"
+                f"{CONFIG['repository']['branch']}/chapters/{stem}.ipynb")
+    links = [a["href"] for a in _page(BOOK, stem).find_all("a", href=True)]
+    assert expected in links, f"no Colab link to {expected}"
+
+
+@pytest.mark.parametrize("stem", WRITTEN)
+def test_written_chapters_have_captioned_figures_with_alt_text_and_maths(stem):
+    page = _page(BOOK, stem)
+    images = page.select("main img, article img")
+    assert images, "a written chapter has figures"
+    for image in images:
+        assert image.get("alt", "").strip(), f"image {image.get('src')} has no alt text"
+        assert (BOOK / "chapters" / image["src"]).resolve().is_file(), image["src"]
+    captions = page.select("figure figcaption")
+    assert len(captions) >= 2
+    assert page.select(".math"), "maths is marked up for MathJax"
+
+
+@pytest.mark.parametrize("stem", WRITTEN)
+def test_book_shows_exercises_with_solutions(stem):
+    page = _page(BOOK, stem)
+    exercises = page.select(".exercise")
+    assert len(exercises) >= 4
+    assert len(page.select(".solution")) == len(exercises)
+
+
+@pytest.mark.parametrize("stem", WRITTEN)
+def test_student_edition_shows_exercises_and_no_solution(stem):
+    page = _page(STUDENT, stem)
+    assert len(page.select(".exercise")) >= 4
+    assert not page.select(".solution")
+    assert not re.search(r"\bSolution to\b", page.get_text())

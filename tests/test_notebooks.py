@@ -1,0 +1,89 @@
+"""The chapters as files: listed in the contents, stripped of outputs, with a working Colab cell."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+REPOSITORY = CONFIG["repository"]["url"]
+
+
+def _load(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _code_cells(path):
+    return [c for c in _load(path)["cells"] if c["cell_type"] == "code"]
+
+
+def _source(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_contents_lists_exactly_the_seven_chapters_in_order():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    assert toc["root"] == "intro"
+    listed = [entry["file"] for entry in toc["chapters"]]
+    assert listed == [f"chapters/{p.stem}" for p in CHAPTERS]
+    assert [p.name[:2] for p in CHAPTERS] == ["01", "02", "03", "04", "05", "06", "07"]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path):
+    for cell in _code_cells(path):
+        assert cell.get("outputs") == [] and cell.get("execution_count") is None, (
+            f"{path.name}: strip outputs before committing")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_starts_with_a_title(path):
+    first = _load(path)["cells"][0]
+    assert first["cell_type"] == "markdown"
+    assert _source(first).startswith(f"# {int(path.name[:2])}. ")
+
+
+EXECUTABLE = [p for p in CHAPTERS if _code_cells(p)]
+
+
+def test_the_written_chapters_are_executable():
+    assert [p.name[:2] for p in EXECUTABLE][:2] == ["01", "02"]
+
+
+@pytest.mark.parametrize("path", EXECUTABLE, ids=lambda p: p.stem)
+def test_first_code_cell_is_the_colab_cell_and_second_sets_up(path):
+    colab, setup = (_source(c) for c in _code_cells(path)[:2])
+    assert 'if "google.colab" in sys.modules:' in colab
+    assert f'"git+{REPOSITORY}.git"' in colab, "the Colab cell must install from _config.yml's repository"
+    assert "qkv.runtime.setup(" in setup or "setup(" in setup
+
+
+def _run_colab_cell(code, in_colab, monkeypatch):
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda args, check: calls.append(args))
+    if in_colab:
+        monkeypatch.setitem(sys.modules, "google.colab", object())
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    exec(compile(code, "colab-cell", "exec"), {})
+    return calls
+
+
+@pytest.mark.parametrize("path", EXECUTABLE, ids=lambda p: p.stem)
+def test_colab_cell_installs_only_on_colab_and_pins_nothing_colab_has(path, monkeypatch):
+    code = _source(_code_cells(path)[0])
+    monkeypatch.delenv("QKV_INSTALL_SOURCE", raising=False)
+    assert _run_colab_cell(code, in_colab=False, monkeypatch=monkeypatch) == []
+    install_package, install_d2l = _run_colab_cell(code, in_colab=True, monkeypatch=monkeypatch)
+    assert install_package[-1] == f"git+{REPOSITORY}.git"
+    assert install_d2l[-2:] == ["--no-deps", "d2l==1.0.3"]
+    for pinned in ("torch", "numpy", "matplotlib"):
+        assert not any(arg.startswith(pinned) for arg in install_package + install_d2l)
+    monkeypatch.setenv("QKV_INSTALL_SOURCE", "/local/checkout")
+    install_package, _ = _run_colab_cell(code, in_colab=True, monkeypatch=monkeypatch)
+    assert install_package[-1] == "/local/checkout"

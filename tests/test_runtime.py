@@ -1,0 +1,77 @@
+"""qkv.runtime: budgets, seeding, threads and device choice."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from qkv import runtime
+
+
+@pytest.mark.parametrize("name", runtime.BUDGETS)
+def test_budget_reads_environment(monkeypatch, name):
+    monkeypatch.setenv("QKV_BUDGET", f" {name.upper()} ")
+    assert runtime.budget() == name
+    assert runtime.by_budget(smoke=1, book=2, full=3) == {"smoke": 1, "book": 2, "full": 3}[name]
+
+
+def test_budget_default_depends_on_cuda(monkeypatch):
+    monkeypatch.delenv("QKV_BUDGET", raising=False)
+    assert runtime.budget() == ("full" if torch.cuda.is_available() else "book")
+
+
+def test_unknown_budget_is_rejected(monkeypatch):
+    monkeypatch.setenv("QKV_BUDGET", "huge")
+    with pytest.raises(ValueError, match="QKV_BUDGET must be one of smoke, book, full; got 'huge'"):
+        runtime.budget()
+
+
+def test_seed_everything_makes_all_generators_repeat():
+    def draw():
+        return random.random(), np.random.rand(), torch.rand(3)
+
+    runtime.seed_everything(7)
+    first = draw()
+    runtime.seed_everything(7)
+    second = draw()
+    assert first[0] == second[0] and first[1] == second[1]
+    assert torch.equal(first[2], second[2])
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "3", True])
+def test_bad_seed(seed):
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        runtime.seed_everything(seed)
+
+
+def test_set_threads(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        assert runtime.set_threads(1) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("QKV_THREADS", "2")
+        assert runtime.set_threads() == 2 and torch.get_num_threads() == 2
+        monkeypatch.setenv("QKV_THREADS", "two")
+        with pytest.raises(ValueError, match="QKV_THREADS must be a positive integer; got 'two'"):
+            runtime.set_threads()
+        with pytest.raises(ValueError, match="num_threads must be a positive integer"):
+            runtime.set_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_choose_device():
+    assert runtime.choose_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert runtime.choose_device().type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device is available"):
+            runtime.choose_device("cuda")
+
+
+def test_setup_reports_what_it_chose(monkeypatch, capsys):
+    monkeypatch.setenv("QKV_BUDGET", "smoke")
+    monkeypatch.delenv("QKV_THREADS", raising=False)
+    run = runtime.setup(seed=3, device="cpu")
+    assert (run.seed, run.budget, run.device) == (3, "smoke", torch.device("cpu"))
+    assert "budget=smoke, device=cpu, seed=3" in capsys.readouterr().out
