@@ -7,6 +7,13 @@ One module per chapter, layered in book order (a module imports only modules abo
 - :mod:`qkv.source`: show the package's own source in a chapter
 - :mod:`qkv.lookup`: key-value lookup, from exact match to soft attention (chapter 1)
 - :mod:`qkv.pooling`: Nadaraya-Watson kernel regression as attention pooling (chapter 2)
+- :mod:`qkv.attention`: masks, masked softmax, dot-product and additive attention (chapter 3)
+- :mod:`qkv.multihead`: multi-head attention, readable and fused paths (chapter 4)
+- :mod:`qkv.positional`: sinusoidal, learned and rotary position encodings (chapter 5)
+- :mod:`qkv.data`: synthetic tasks and Multi30k (chapters 5 and 6)
+- :mod:`qkv.train`: the training loop chapters 5 and 6 share
+- :mod:`qkv.transformer`: encoder, decoder, seq2seq model, cached decoding (chapter 6)
+- :mod:`qkv.metrics`, :mod:`qkv.translation`: sacreBLEU/chrF; the translation command line
 - :mod:`qkv.exercises`: exercise checkers and the student export (all chapters)
 """
 

@@ -1,0 +1,1 @@
+"""Exercises of chapter 03 (filled in by the chapter)."""

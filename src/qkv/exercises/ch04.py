@@ -1,0 +1,1 @@
+"""Exercises of chapter 04 (filled in by the chapter)."""

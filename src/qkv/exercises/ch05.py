@@ -1,0 +1,1 @@
+"""Exercises of chapter 05 (filled in by the chapter)."""
