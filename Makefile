@@ -26,8 +26,13 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 ## make book: build the HTML book in _build/html, executing every chapter with the book budget;
-## any warning or execution error fails the build.
+## any warning or execution error fails the build. The execution cache is keyed on the
+## notebooks only, so it is cleared whenever the package changed since it was written.
+CACHE_DB := _build/.jupyter_cache/global.db
 book: $(STAMP)
+	@if [ -f $(CACHE_DB) ] && [ -n "$$(find src -name '*.py' -newer $(CACHE_DB))" ]; then \
+		echo "src/qkv changed since the last build: clearing the execution cache"; \
+		rm -rf _build/.jupyter_cache _build/.doctrees; fi
 	QKV_BUDGET=book $(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 
 ## make test: unit, parity and property tests of qkv, then every chapter run by nbval with the

@@ -27,14 +27,25 @@ def test_heatmap_grid_has_labels_titles_and_one_colorbar():
     panels = _panels(fig)
     assert len(panels) == 6
     assert [ax.get_title() for ax in panels] == [f"head {i}" for i in range(6)]
-    assert all(ax.get_xlabel() == "Keys" for ax in panels[3:])  # bottom row
-    assert all(ax.get_ylabel() == "Queries" for ax in panels[::3])  # left column
+    assert all(ax.get_xlabel() == "Keys" and ax.get_ylabel() == "Queries" for ax in panels)
     assert [t.get_text() for t in panels[0].get_yticklabels()] == list("abcd")
     assert [t.get_text() for t in panels[0].get_xticklabels()] == list("vwxyz")
     colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "attention weight"
     image = panels[0].images[0]
     assert torch.allclose(torch.as_tensor(image.get_array().data), weights[0, 0].double())
+
+
+def test_a_stack_wraps_into_rows_of_max_cols_panels():
+    weights = torch.rand(3, 2, 2)
+    fig = show_heatmaps(weights, titles=["a", "b", "c"], max_cols=2)
+    visible = [ax for ax in _panels(fig) if ax.axison]
+    assert [ax.get_title() for ax in visible] == ["a", "b", "c"]
+    assert len(_panels(fig)) == 4  # a 2 x 2 grid whose last panel is switched off
+    rows = sorted({round(ax.get_position().y0, 3) for ax in visible})
+    assert len(rows) == 2
+    with pytest.raises(ValueError, match="max_cols must be a positive int"):
+        show_heatmaps(weights, max_cols=0)
 
 
 def test_heatmap_accepts_a_single_matrix_and_annotates():
@@ -51,6 +62,7 @@ def test_heatmap_accepts_a_single_matrix_and_annotates():
         (dict(matrices=torch.rand(3, 4), row_labels=["a"]), "row_labels has 1 labels but the matrix has 3"),
         (dict(matrices=torch.rand(3, 4), col_labels=list("abc")), "col_labels has 3 labels but the matrix has 4"),
         (dict(matrices=torch.rand(2, 3, 4), titles=["x"]), "titles has 1 entries for 2 panels"),
+        (dict(matrices=torch.rand(2, 2, 3, 4), titles=["x"]), "titles has 1 entries for 4 panels"),
     ],
 )
 def test_heatmap_bad_input(kwargs, message):

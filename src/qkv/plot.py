@@ -37,38 +37,47 @@ def show_heatmaps(
     vmax: float | None = None,
     annotate: bool = False,
     panel_size: tuple[float, float] = (2.8, 2.8),
+    max_cols: int = 2,
 ):
     """Draw a grid of heat maps (small multiples) with token labels and one shared colour bar.
 
     Args:
-        matrices: a (n_q, n_k) matrix, or a (cols, n_q, n_k) stack drawn in one row, or a
-            (rows, cols, n_q, n_k) grid; tensor or array.
-        xlabel, ylabel: axis labels (written on the bottom row and the left column).
+        matrices: a (n_q, n_k) matrix; a (panels, n_q, n_k) stack, wrapped into rows of at
+            most ``max_cols`` panels so that each stays readable on a book page; or a
+            (rows, cols, n_q, n_k) grid, drawn as given. Tensor or array.
+        xlabel, ylabel: axis labels (written under every panel and left of every row).
         titles: one title per panel, in row-major order.
         row_labels, col_labels: tick labels for the queries (rows) and keys (columns).
         colorbar_label: what the colour encodes.
         vmin, vmax: colour range shared by all panels (``vmax=None``: the largest value).
         annotate: write each value in its cell (for small matrices).
+        max_cols: the most panels in a row when ``matrices`` is a 3-D stack.
 
     Returns:
         The matplotlib figure.
     """
     data = _as_numpy(matrices)
-    if data.ndim == 2:
-        data = data[None, None]
-    elif data.ndim == 3:
-        data = data[None]
-    elif data.ndim != 4:
+    if data.ndim not in (2, 3, 4):
         raise ValueError(
             f"matrices must have 2, 3 or 4 dimensions (rows, cols, queries, keys); "
             f"got shape {tuple(data.shape)}"
         )
-    n_rows, n_cols, n_q, n_k = data.shape
+    if data.ndim == 2:
+        panels, n_cols = data[None], 1
+    elif data.ndim == 3:
+        if not isinstance(max_cols, int) or max_cols < 1:
+            raise ValueError(f"max_cols must be a positive int; got {max_cols!r}")
+        panels, n_cols = data, min(max_cols, len(data))
+    else:
+        panels, n_cols = data.reshape(-1, *data.shape[2:]), data.shape[1]
+    n_panels, n_q, n_k = panels.shape
+    n_rows = -(-n_panels // n_cols)
     _check_labels("row_labels", row_labels, n_q)
     _check_labels("col_labels", col_labels, n_k)
-    if titles is not None and len(titles) != n_rows * n_cols:
-        raise ValueError(f"titles has {len(titles)} entries for {n_rows * n_cols} panels")
+    if titles is not None and len(titles) != n_panels:
+        raise ValueError(f"titles has {len(titles)} entries for {n_panels} panels")
     vmax = float(np.nanmax(data)) if vmax is None else vmax
+    low = vmin if vmin is not None else float(np.nanmin(data))
     fig, axes = plt.subplots(
         n_rows,
         n_cols,
@@ -77,25 +86,24 @@ def show_heatmaps(
         constrained_layout=True,
     )
     image = None
-    for i in range(n_rows):
-        for j in range(n_cols):
-            ax = axes[i, j]
-            image = ax.imshow(data[i, j], cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-            if row_labels is not None:
-                ax.set_yticks(range(n_q), labels=row_labels)
-            if col_labels is not None:
-                ax.set_xticks(range(n_k), labels=col_labels, rotation=45, ha="right")
-            if i == n_rows - 1:
-                ax.set_xlabel(xlabel)
-            if j == 0:
-                ax.set_ylabel(ylabel)
-            if titles is not None:
-                ax.set_title(titles[i * n_cols + j])
-            if annotate:
-                for (r, c), value in np.ndenumerate(data[i, j]):
-                    dark = value > (vmin or 0.0) + 0.6 * (vmax - (vmin or 0.0))
-                    ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                            color="white" if dark else "black")
+    for index, ax in enumerate(axes.flat):
+        if index >= n_panels:
+            ax.set_axis_off()  # the last row of a wrapped stack may be short
+            continue
+        image = ax.imshow(panels[index], cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        if row_labels is not None:
+            ax.set_yticks(range(n_q), labels=row_labels)
+        if col_labels is not None:
+            ax.set_xticks(range(n_k), labels=col_labels, rotation=45, ha="right")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if titles is not None:
+            ax.set_title(titles[index])
+        if annotate:
+            for (r, c), value in np.ndenumerate(panels[index]):
+                dark = value > low + 0.6 * (vmax - low)
+                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
     fig.colorbar(image, ax=axes, shrink=0.8, label=colorbar_label)
     return fig
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import textwrap
+
 import torch
 
 from qkv.exercises.compare import Mismatch, compare, describe_inputs
@@ -121,8 +123,8 @@ def check(label: str, candidate: Callable[..., Any], seed: int = 0, verbose: boo
     if result is None:
         result = CheckResult(label, True, f"[{label}] passed: {exercise.trials} random trials "
                              "match the reference.")
-    if verbose:
-        print(result.message)
+    if verbose:  # wrapped, so that it reads well in a notebook and in the book
+        print(textwrap.fill(result.message, width=88, subsequent_indent="  "))
     return result
 
 
