@@ -31,8 +31,8 @@ _START = re.compile(_DIRECTIVE % "solution-start", re.MULTILINE)
 _END = re.compile(_DIRECTIVE % "solution-end", re.MULTILINE)
 _WHOLE = re.compile(_DIRECTIVE % "solution", re.MULTILINE)
 
-BOOK_FILES = ("_toc.yml", "intro.md", "references.bib")
-"""Files copied unchanged into the student book (``_config.yml`` is rewritten)."""
+BOOK_FILES = ("_toc.yml", "intro.md", "references.bib", "_static", "_ext")
+"""Files and folders copied unchanged into the student book (``_config.yml`` is rewritten)."""
 
 
 def _source(cell: dict) -> str:
@@ -106,7 +106,11 @@ def export_student_book(book_dir: Path, out_dir: Path, force: bool = False) -> P
     config.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
     (out_dir / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     for name in BOOK_FILES:
-        shutil.copy2(book_dir / name, out_dir / name)
+        source = book_dir / name
+        if source.is_dir():
+            shutil.copytree(source, out_dir / name)
+        else:
+            shutil.copy2(source, out_dir / name)
     export_notebooks(book_dir / "chapters", out_dir / "chapters")
     return out_dir
 
