@@ -13,6 +13,9 @@ D2L    := d2l==1.0.3
 QKV_DATA ?= $(wildcard $(abspath ../shared/data))
 export QKV_DATA
 
+# Builds and tests draw the static figures only (sliders need a live notebook).
+export QKV_STATIC_FIGURES := 1
+
 # The student book runs its chapters with this budget (CI uses smoke to save time).
 STUDENT_BUDGET ?= book
 

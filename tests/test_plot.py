@@ -80,3 +80,46 @@ def test_plot_curves_labels_and_legend():
         plot_curves(x, {"bad": x[:3]}, xlabel="x", ylabel="y")
     with pytest.raises(ValueError, match="curves is empty"):
         plot_curves(x, {}, xlabel="x", ylabel="y")
+
+
+def _draw_line(ax, slope):
+    x = torch.linspace(0, 1, 5)
+    ax.plot(x, slope * x)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+
+
+def test_explore_draws_static_small_multiples_in_the_book(monkeypatch):
+    from qkv.plot import explore
+
+    monkeypatch.setenv("QKV_STATIC_FIGURES", "1")
+    fig, slider = explore(_draw_line, "slope", values=[0.5, 1, 2, 4], shown=[0.5, 1, 4])
+    assert slider is None
+    visible = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in visible] == ["slope = 0.5", "slope = 1", "slope = 4"]
+    assert all(ax.get_xlabel() == "x" for ax in visible)
+    assert len(fig.axes) == 4  # 2 x 2 grid, the fourth switched off
+
+
+def test_explore_adds_a_slider_in_a_live_notebook(monkeypatch):
+    import qkv.plot as plot
+
+    pytest.importorskip("ipywidgets")
+    monkeypatch.setattr(plot, "_live_widgets", lambda: True)
+    monkeypatch.setattr("IPython.display.display", lambda *args: None)
+    drawn = []
+    fig, slider = plot.explore(lambda ax, v: drawn.append(v), "h", values=[0.1, 0.3, 1.0],
+                               shown=[0.3])
+    assert [label for label, _ in slider.options] == ["0.1", "0.3", "1"]
+    assert slider.value == 0.3 and drawn[:1] == [0.3]
+    slider.value = 1.0  # moving the slider redraws with the new value
+    assert drawn[-1] == 1.0
+
+
+def test_live_widgets_is_off_outside_a_kernel(monkeypatch):
+    import qkv.plot as plot
+
+    monkeypatch.delenv("QKV_STATIC_FIGURES", raising=False)
+    assert plot._live_widgets() is False  # pytest is not a notebook kernel
+    with pytest.raises(ValueError, match="at least one value"):
+        plot.explore(_draw_line, "s", values=[], shown=[1])

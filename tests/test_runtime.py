@@ -75,3 +75,32 @@ def test_setup_reports_what_it_chose(monkeypatch, capsys):
     run = runtime.setup(seed=3, device="cpu")
     assert (run.seed, run.budget, run.device) == (3, "smoke", torch.device("cpu"))
     assert "budget=smoke, device=cpu, seed=3" in capsys.readouterr().out
+
+
+def test_record_prints_and_appends_to_the_results_file(monkeypatch, tmp_path, capsys):
+    import json
+
+    target = tmp_path / "results.jsonl"
+    monkeypatch.setenv("QKV_RESULTS_FILE", str(target))
+    runtime.record("accuracy", 0.98765, unit="")
+    runtime.record("BLEU", 30, unit="BLEU")
+    assert capsys.readouterr().out.splitlines() == ["result: accuracy = 0.9877",
+                                                     "result: BLEU = 30 BLEU"]
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert rows == [{"name": "accuracy", "value": 0.98765, "unit": ""},
+                    {"name": "BLEU", "value": 30, "unit": "BLEU"}]
+
+
+def test_record_without_results_file_only_prints(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("QKV_RESULTS_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    runtime.record("x", "fine")
+    assert capsys.readouterr().out == "result: x = fine\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name, value, error", [("", 1, ValueError), ("x", None, TypeError),
+                                                ("x", True, TypeError)])
+def test_record_bad_input(name, value, error):
+    with pytest.raises(error):
+        runtime.record(name, value)

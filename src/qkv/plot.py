@@ -1,4 +1,4 @@
-"""Figures every chapter uses: labelled heat maps of attention weights, and curves.
+"""Figures every chapter uses: labelled heat maps, curves, and sliders with a static fallback.
 
 All functions return the matplotlib ``Figure`` so that a notebook can add to it, and every
 axis gets a label: a figure without labelled axes is a bug in this book.
@@ -6,7 +6,8 @@ axis gets a label: a figure without labelled axes is a bug in this book.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -155,3 +156,83 @@ def plot_curves(
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
+
+
+def _live_widgets() -> bool:
+    """True in a live notebook where sliders can work; False in the book build, CI and scripts.
+
+    The Makefile sets ``QKV_STATIC_FIGURES=1`` for every build and test run: there the book
+    shows the static small multiples only (a widget would need a running kernel).
+    """
+    if os.environ.get("QKV_STATIC_FIGURES", "").strip() == "1":
+        return False
+    try:
+        from IPython import get_ipython
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ != "TerminalInteractiveShell"
+
+
+def _draw_titled(draw: Callable, ax, value, title: str) -> None:
+    """Call ``draw(ax, value)``; give the panel ``title`` unless ``draw`` chose its own."""
+    draw(ax, value)
+    if not ax.get_title():
+        ax.set_title(title)
+
+
+def explore(
+    draw: Callable,
+    name: str,
+    values: Sequence[float],
+    shown: Sequence[float],
+    panel_size: tuple[float, float] = (4.0, 3.0),
+    max_cols: int = 2,
+    value_format: str = "{:g}",
+):
+    """Small multiples of ``draw(ax, value)`` for a few values, plus a slider in live notebooks.
+
+    The static figure (one panel per value in ``shown``, titled ``name = value`` unless ``draw``
+    sets a title) is what the
+    HTML book prints; in Jupyter or Colab a slider over ``values`` redraws one panel as it moves.
+
+    Args:
+        draw: ``draw(ax, value)`` draws one panel and labels its axes.
+        name: the parameter's name, used in titles and on the slider.
+        values: the slider's positions, in order.
+        shown: the values drawn in the static figure.
+        value_format: how a value is written in titles and on the slider.
+
+    Returns:
+        ``(figure, slider)``: the static figure, and the slider widget or ``None`` where no
+        live kernel can drive it.
+    """
+    if not shown or not values:
+        raise ValueError("explore needs at least one value in `values` and one in `shown`")
+    n_cols = min(max_cols, len(shown))
+    n_rows = -(-len(shown) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, squeeze=False, constrained_layout=True,
+                             figsize=(panel_size[0] * n_cols, panel_size[1] * n_rows))
+    for ax, value in zip(axes.flat, shown):
+        _draw_titled(draw, ax, value, f"{name} = {value_format.format(value)}")
+    for ax in list(axes.flat)[len(shown):]:
+        ax.set_axis_off()
+    if not _live_widgets():
+        return fig, None
+    import ipywidgets
+    from IPython.display import display
+
+    slider = ipywidgets.SelectionSlider(
+        options=[(value_format.format(v), v) for v in values],
+        value=min(values, key=lambda v: abs(v - shown[0])),
+        description=name, continuous_update=False,
+    )
+
+    def redraw(value):
+        single, ax = plt.subplots(figsize=panel_size, constrained_layout=True)
+        _draw_titled(draw, ax, value, f"{name} = {value_format.format(value)}")
+        plt.show()
+
+    display(ipywidgets.VBox([slider, ipywidgets.interactive_output(redraw, {"value": slider})]))
+    return fig, slider

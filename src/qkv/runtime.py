@@ -15,6 +15,7 @@ machine and ``book`` elsewhere.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from dataclasses import dataclass
@@ -120,3 +121,27 @@ def setup(seed: int = 0, device: str | None = None, num_threads: int | None = No
     )
     print(run)
     return run
+
+
+def record(name: str, value: float | int | str, unit: str = "") -> None:
+    """Print a headline result of a chapter, and save it when ``QKV_RESULTS_FILE`` is set.
+
+    ``scripts/measure_chapters.py`` sets ``QKV_RESULTS_FILE`` while it executes a chapter and
+    gathers these records into the book's results page, so that no number there is typed in
+    by hand. Example: ``record("accuracy, sinusoidal positions", 0.995)``.
+
+    Args:
+        name: what was measured, readable on its own (it becomes a row of the results table).
+        value: the number (or a short text).
+        unit: optional unit, e.g. ``"s"`` or ``"BLEU"``.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name must be a non-empty string; got {name!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"value must be a number or a string; got {type(value).__name__}")
+    shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+    print(f"result: {name} = {shown}{' ' + unit if unit else ''}")
+    path = os.environ.get("QKV_RESULTS_FILE", "").strip()
+    if path:
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(json.dumps({"name": name, "value": value, "unit": unit}) + "\n")
