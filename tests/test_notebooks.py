@@ -26,11 +26,11 @@ def _source(cell):
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
-def test_contents_lists_exactly_the_seven_chapters_in_order():
+def test_contents_lists_the_seven_chapters_in_order_then_the_results():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     assert toc["root"] == "intro"
     listed = [entry["file"] for entry in toc["chapters"]]
-    assert listed == [f"chapters/{p.stem}" for p in CHAPTERS]
+    assert listed == [f"chapters/{p.stem}" for p in CHAPTERS] + ["results"]
     assert [p.name[:2] for p in CHAPTERS] == ["01", "02", "03", "04", "05", "06", "07"]
 
 

@@ -31,7 +31,7 @@ _START = re.compile(_DIRECTIVE % "solution-start", re.MULTILINE)
 _END = re.compile(_DIRECTIVE % "solution-end", re.MULTILINE)
 _WHOLE = re.compile(_DIRECTIVE % "solution", re.MULTILINE)
 
-BOOK_FILES = ("_toc.yml", "intro.md", "references.bib", "_static", "_ext")
+BOOK_FILES = ("_toc.yml", "intro.md", "results.md", "references.bib", "_static", "_ext")
 """Files and folders copied unchanged into the student book (``_config.yml`` is rewritten)."""
 
 
