@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# A Colab-like run: a fresh virtual environment on Python 3.12 with only what Colab preinstalls,
+# then every chapter executed top to bottom, its own first cell doing the install (from this
+# checkout instead of the network, through QKV_INSTALL_SOURCE). It proves that the Colab cell
+# installs what the chapters need and nothing that conflicts with Colab's torch and numpy.
+#
+#   bash scripts/colab_like.sh [VENV_DIR] [BUDGET]      (defaults: /tmp/qkv-colab, smoke)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+venv=${1:-/tmp/qkv-colab}
+budget=${2:-smoke}
+python=${PYTHON312:-python3.12}
+
+if [ ! -x "$venv/bin/python" ]; then
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  # What a Colab runtime ships (the packages the chapters use from it), unpinned.
+  "$venv/bin/pip" install -q torch torchvision numpy matplotlib pandas scipy requests pillow \
+    ipython ipykernel ipywidgets tqdm nbclient nbformat matplotlib-inline
+fi
+# Colab's kernel has google.colab imported at start-up; the chapters' first cell looks for it.
+site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+mkdir -p "$site/google/colab"
+touch "$site/google/__init__.py" "$site/google/colab/__init__.py"
+echo "import google.colab  # noqa: simulate Colab's start-up" > "$site/sitecustomize.py"
+
+before=$("$venv/bin/python" -c "import torch, numpy; print(torch.__version__, numpy.__version__)")
+"$venv/bin/pip" uninstall -q -y qkv d2l 2>/dev/null || true   # each run installs afresh
+
+QKV_INSTALL_SOURCE="$repo" QKV_BUDGET="$budget" QKV_STATIC_FIGURES=1 \
+  "$venv/bin/python" - "$repo" <<'PY'
+import sys, time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+repo = Path(sys.argv[1])
+failures = []
+for path in sorted((repo / "chapters").glob("*.ipynb")):
+    notebook = nbformat.read(path, as_version=4)
+    if not any(cell.cell_type == "code" for cell in notebook.cells):
+        continue
+    start = time.perf_counter()
+    try:
+        NotebookClient(notebook, timeout=1800, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        status = "ok"
+    except Exception as error:  # report every chapter, then fail
+        status = f"FAILED: {type(error).__name__}: {str(error)[-300:]}"
+        failures.append(path.name)
+    print(f"{path.stem:28s} {time.perf_counter() - start:7.1f} s  {status}", flush=True)
+sys.exit(1 if failures else 0)
+PY
+after=$("$venv/bin/python" -c "import torch, numpy; print(torch.__version__, numpy.__version__)")
+echo "torch and numpy before the chapters: $before; after: $after"
+[ "$before" = "$after" ] || { echo "the Colab cell changed Colab's torch or numpy"; exit 1; }
+echo "Colab-like run passed"
