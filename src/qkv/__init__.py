@@ -14,6 +14,8 @@ One module per chapter, layered in book order (a module imports only modules abo
 - :mod:`qkv.train`: the training loop chapters 5 and 6 share
 - :mod:`qkv.transformer`: encoder, decoder, seq2seq model, cached decoding (chapter 6)
 - :mod:`qkv.metrics`, :mod:`qkv.translation`: sacreBLEU/chrF; the translation command line
+- :mod:`qkv.geometry`: sphere, half-plane, Poincaré ball, Lorentz model, hyperbolic attention, trees (chapter 7)
+- :mod:`qkv.report`: the measured figures of the whole book, for the results page
 - :mod:`qkv.exercises`: exercise checkers and the student export (all chapters)
 """
 

@@ -129,6 +129,6 @@ def check(label: str, candidate: Callable[..., Any], seed: int = 0, verbose: boo
 
 
 # Registering the chapters' exercises (imported for their side effect on REGISTRY).
-from qkv.exercises import ch01, ch02, ch03, ch04, ch05, ch06  # noqa: E402,F401
+from qkv.exercises import ch01, ch02, ch03, ch04, ch05, ch06, ch07  # noqa: E402,F401
 
 __all__ = ["Exercise", "CheckResult", "REGISTRY", "register", "check"]
