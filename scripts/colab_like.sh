@@ -10,6 +10,10 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${1:-/tmp/qkv-colab}
 budget=${2:-smoke}
 python=${PYTHON312:-python3.12}
+if ! "$python" --version >/dev/null 2>&1; then  # pyenv keeps 3.12 out of the PATH
+  python=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)
+fi
+[ -n "$python" ] || { echo "no Python 3.12 found: set PYTHON312"; exit 1; }
 
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
