@@ -118,6 +118,19 @@ def mask_from_torch(
     return allowed[0] if len(allowed) == 1 else allowed[0] & allowed[1]
 
 
+def _checked_rotary(rotary, head_dim: int):
+    """Return ``rotary`` after checking it can rotate (B, H, L, ``head_dim``) queries and keys."""
+    if rotary is None:
+        return None
+    if not callable(rotary):
+        raise TypeError(f"rotary must be callable as rotary(x, offset=0); got "
+                        f"{type(rotary).__name__}")
+    size = getattr(rotary, "head_dim", head_dim)
+    if size != head_dim:
+        raise ValueError(f"rotary works on head_dim={size}, but d_model / num_heads = {head_dim}")
+    return rotary
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention, batch first.
 
@@ -128,15 +141,22 @@ class MultiHeadAttention(nn.Module):
         bias: whether the four projections have biases.
         kdim: size of a key (default ``d_model``).
         vdim: size of a value (default ``d_model``).
+        rotary: optional position rotation applied to the split queries and keys (B, H, L, D_h)
+            before the scores, e.g. ``qkv.positional.RotaryEmbedding(d_model // num_heads)``
+            (chapter 5). Any object with ``rotary(x, offset=0) -> x`` of the same shape will do,
+            where ``offset`` is the position of the first row of ``x``; if it has a ``head_dim``
+            attribute, that must equal ``d_model // num_heads``.
 
     ``forward(query (B, L_q, d_model), key (B, L_k, kdim), value (B, L_k, vdim), mask=None,
-    need_weights=False)`` returns ``(output (B, L_q, d_model), weights)``, where ``weights``
-    is None or, with ``need_weights=True``, the per-head weights (B, H, L_q, L_k) before
+    need_weights=False, *, q_offset=0, k_offset=0)`` returns ``(output (B, L_q, d_model),
+    weights)``, where ``weights`` is None or, with ``need_weights=True``, the per-head weights (B, H, L_q, L_k) before
     dropout. ``mask`` is boolean, True = may attend, of shape (L_q, L_k), (B, L_q, L_k) (a head
     axis is added) or (B, H, L_q, L_k), where any size may be 1 to broadcast (for instance
     ``qkv.attention.padding_mask`` gives (B, 1, L_k)). A query with no allowed key gets a zero
     attention output, so the module returns the output projection's bias for it (PyTorch's
-    ``nn.MultiheadAttention`` returns NaN).
+    ``nn.MultiheadAttention`` returns NaN). ``q_offset`` and ``k_offset`` are the positions of
+    the first query and of the first key, passed to ``rotary`` (for instance when a decoder
+    feeds one new token at a time); they are ignored without ``rotary``.
     """
 
     def __init__(
@@ -147,6 +167,7 @@ class MultiHeadAttention(nn.Module):
         bias: bool = True,
         kdim: int | None = None,
         vdim: int | None = None,
+        rotary=None,
     ):
         super().__init__()
         _require_count("d_model", d_model)
@@ -163,6 +184,7 @@ class MultiHeadAttention(nn.Module):
         _require_count("vdim", self.vdim)
         self.d_model, self.num_heads, self.dropout = d_model, num_heads, dropout
         self.head_dim = d_model // num_heads
+        self.rotary = _checked_rotary(rotary, self.head_dim)
         self.W_q = nn.Linear(d_model, d_model, bias=bias)
         self.W_k = nn.Linear(self.kdim, d_model, bias=bias)
         self.W_v = nn.Linear(self.vdim, d_model, bias=bias)
@@ -181,11 +203,16 @@ class MultiHeadAttention(nn.Module):
         batch, heads, length, head_dim = x.shape
         return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
 
-    def forward(self, query, key, value, mask=None, need_weights=False):
+    def forward(self, query, key, value, mask=None, need_weights=False, *, q_offset=0,
+                k_offset=0):
         self._check_inputs(query, key, value)
+        _require_count("q_offset", q_offset, minimum=0)
+        _require_count("k_offset", k_offset, minimum=0)
         mask = self._head_mask(mask, query.shape[0], query.shape[1], key.shape[1])
         q = self.split_heads(self.W_q(query))  # (B, H, L_q, D_h)
         k = self.split_heads(self.W_k(key))  # (B, H, L_k, D_h)
+        if self.rotary is not None:
+            q, k = self.rotary(q, offset=q_offset), self.rotary(k, offset=k_offset)
         v = self.split_heads(self.W_v(value))  # (B, H, L_k, D_h)
         dropout_p = self.dropout if self.training else 0.0
         if need_weights:

@@ -1,0 +1,239 @@
+"""Position encodings (chapter 5): sinusoidal, learned and rotary.
+
+Self-attention treats its input as a set: permute the tokens and the outputs are permuted the
+same way. To use word order, a Transformer must be told where each token is. Three ways:
+
+* :func:`sinusoidal_encoding` / :class:`SinusoidalPositionalEncoding`: add a fixed table of
+  sines and cosines at geometrically spaced frequencies (Vaswani et al., 2017); sine on the even
+  dimensions, cosine on the odd ones. Moving every position by ``phi`` is one fixed linear map,
+  a rotation in each (sin, cos) pair: :func:`shift_matrix`.
+* :class:`LearnedPositionalEncoding`: add a trained vector per position (Gehring et al., 2017).
+* :class:`RotaryEmbedding` (RoPE, Su et al., 2021): rotate queries and keys instead of adding
+  anything, so that a query-key score depends on the two positions only through their offset.
+  It plugs into ``qkv.multihead.MultiHeadAttention(..., rotary=...)``.
+
+Sequences are batch first: (B, L, d_model) for the additive encodings, (..., L, D_h) for RoPE.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from qkv.attention import _require_count, _require_float, _require_probability
+
+
+def _require_base(base: float) -> None:
+    if not isinstance(base, (int, float)) or isinstance(base, bool) or not base > 1:
+        raise ValueError(f"base must be a number > 1; got {base!r}")
+
+
+def frequencies(d_model: int, base: float = 10000.0, dtype=torch.float64, device=None):
+    """Angular frequencies ``omega_k = base ** (-2k / d_model)`` for k = 0, ..., ceil(d/2) - 1.
+
+    Dimensions 2k and 2k + 1 of the sinusoidal table share ``omega_k``: from one turn per
+    2 pi positions (k = 0) down to about one turn per ``2 pi * base`` positions.
+
+    Returns:
+        (ceil(d_model / 2),) tensor of ``dtype``.
+    """
+    _require_count("d_model", d_model)
+    _require_base(base)
+    k = torch.arange(0, d_model, 2, dtype=torch.float64, device=device)
+    return (float(base) ** (-k / d_model)).to(dtype)
+
+
+def sinusoidal_encoding(
+    max_len: int, d_model: int, base: float = 10000.0, dtype=torch.float32, device=None
+) -> torch.Tensor:
+    """The sinusoidal position table of Vaswani et al. (2017).
+
+    ``P[t, 2k] = sin(t * omega_k)`` and ``P[t, 2k + 1] = cos(t * omega_k)`` with
+    ``omega_k = base ** (-2k / d_model)``: **sine on the even dimensions, cosine on the odd
+    ones**. An odd ``d_model`` is allowed: its last dimension is a sine.
+
+    Args:
+        max_len: number of positions, t = 0, ..., max_len - 1.
+        d_model: number of dimensions.
+        base: the wavelength scale (10000 in the paper).
+
+    Returns:
+        (max_len, d_model) tensor of ``dtype`` (computed in float64, then cast).
+    """
+    _require_count("max_len", max_len)
+    omega = frequencies(d_model, base, device=device)  # (ceil(d/2),)
+    angles = torch.arange(max_len, dtype=torch.float64, device=device)[:, None] * omega
+    table = torch.empty(max_len, d_model, dtype=torch.float64, device=device)
+    table[:, 0::2] = torch.sin(angles)
+    table[:, 1::2] = torch.cos(angles[:, : d_model // 2])
+    return table.to(dtype)
+
+
+def shift_matrix(phi: float, d_model: int, base: float = 10000.0, dtype=torch.float64):
+    """The (d_model, d_model) matrix M(phi) with ``P[t + phi] = M(phi) @ P[t]`` for every t.
+
+    It is block diagonal; the block of the pair (sin, cos) at frequency ``omega_k`` is the
+    rotation ``[[cos(a), sin(a)], [-sin(a), cos(a)]]`` with ``a = phi * omega_k``, by the
+    addition formulas ``sin(x + a) = sin x cos a + cos x sin a`` and
+    ``cos(x + a) = cos x cos a - sin x sin a``. It does not depend on t: a shift of every
+    position is one linear map. (For an odd ``d_model`` the last, unpaired sine has no such
+    block, so ``d_model`` must be even.)
+
+    Returns:
+        (d_model, d_model) tensor of ``dtype``.
+    """
+    _require_count("d_model", d_model)
+    if d_model % 2:
+        raise ValueError(f"d_model must be even (pairs of sin and cos); got {d_model}")
+    angle = float(phi) * frequencies(d_model, base)  # (d/2,)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    blocks = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)
+    return torch.block_diag(*blocks).to(dtype)
+
+
+class _AdditivePositions(nn.Module):
+    """Base of the encodings that add one vector per position to (B, L, d_model) inputs."""
+
+    def __init__(self, d_model: int, max_len: int, dropout: float):
+        super().__init__()
+        _require_count("d_model", d_model)
+        _require_count("max_len", max_len)
+        _require_probability("dropout", dropout)
+        self.d_model, self.max_len = d_model, max_len
+        self.dropout = nn.Dropout(dropout)
+
+    def table(self) -> torch.Tensor:
+        """The (max_len, d_model) vectors added at positions 0, ..., max_len - 1."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """Add the vectors of positions offset, ..., offset + L - 1, then apply dropout.
+
+        Args:
+            x: (B, L, d_model) floating-point inputs, e.g. token embeddings.
+            offset: position of the first token (for decoding one token at a time).
+
+        Returns:
+            (B, L, d_model), the dtype of ``x``.
+        """
+        _require_float("x", x)
+        _require_count("offset", offset, minimum=0)
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"x must have shape (B, L, {self.d_model}); got {tuple(x.shape)}")
+        end = offset + x.shape[1]
+        if end > self.max_len:
+            raise ValueError(f"positions up to {end - 1} were asked for (offset={offset}, "
+                             f"L={x.shape[1]}), but max_len={self.max_len}")
+        return self.dropout(x + self.table()[offset:end].to(x.dtype))
+
+
+class SinusoidalPositionalEncoding(_AdditivePositions):
+    """Add :func:`sinusoidal_encoding` to (B, L, d_model) inputs; nothing is learned.
+
+    Args:
+        d_model: size of a token vector.
+        dropout: dropout applied to the sum (in training).
+        max_len: the longest sequence accepted.
+        base: see :func:`sinusoidal_encoding`.
+    """
+
+    def __init__(self, d_model: int, dropout: float = 0.0, max_len: int = 1024,
+                 base: float = 10000.0):
+        super().__init__(d_model, max_len, dropout)
+        # A buffer follows .to(device); non-persistent: it is recomputed, not checkpointed.
+        self.register_buffer("P", sinusoidal_encoding(max_len, d_model, base), persistent=False)
+
+    def table(self) -> torch.Tensor:
+        return self.P
+
+
+class LearnedPositionalEncoding(_AdditivePositions):
+    """Add a trained vector per position (an embedding table indexed by position).
+
+    The vectors start random (normal, std ``init_std``) and are learned with the rest of the
+    model; positions beyond ``max_len`` have no vector, so longer inputs are rejected. Start them
+    at the scale of the token vectors they are added to: far smaller, and the model begins
+    (and may stay a long time) as if it had no positions.
+
+    Args:
+        d_model: size of a token vector.
+        max_len: number of positions with a vector.
+        dropout: dropout applied to the sum (in training).
+        init_std: standard deviation of the initial vectors (0.02 as in BERT and GPT-2, whose
+            token embeddings start at the same scale; ``nn.Embedding`` starts at 1).
+    """
+
+    def __init__(self, d_model: int, max_len: int, dropout: float = 0.0,
+                 init_std: float = 0.02):
+        super().__init__(d_model, max_len, dropout)
+        if not isinstance(init_std, (int, float)) or not init_std > 0:
+            raise ValueError(f"init_std must be a positive number; got {init_std!r}")
+        self.embedding = nn.Parameter(torch.randn(max_len, d_model) * init_std)
+
+    def table(self) -> torch.Tensor:
+        return self.embedding
+
+
+def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair of features (2k, 2k + 1) of ``x`` by ``angles[..., k]``.
+
+    ``(x_{2k}, x_{2k+1}) -> (x_{2k} cos a - x_{2k+1} sin a, x_{2k} sin a + x_{2k+1} cos a)``.
+
+    Args:
+        x: (..., L, D) floating-point, D even.
+        angles: (L, D / 2) angles in radians, broadcast over the leading axes of ``x``.
+
+    Returns:
+        (..., L, D), the dtype of ``x``.
+    """
+    cos, sin = torch.cos(angles).to(x.dtype), torch.sin(angles).to(x.dtype)
+    even, odd = x[..., 0::2], x[..., 1::2]
+    rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)
+    return rotated.flatten(-2)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding, RoPE (Su et al., 2021), for queries and keys.
+
+    The feature pair (2k, 2k + 1) of the vector at position m is rotated by the angle
+    ``m * omega_k``, ``omega_k = base ** (-2k / head_dim)`` (the frequencies of the sinusoidal
+    table). Rotations preserve lengths, and ``<R(m) q, R(n) k> = <q, R(n - m) k>``: a score
+    depends on the positions only through their offset. Position 0 is left unchanged.
+
+    Pairs are adjacent features, as in the paper; some libraries pair feature k with
+    k + D/2 instead, which is the same method up to a fixed permutation of the features.
+
+    ``rotary(x, offset=0)``: x (..., L, head_dim), e.g. (B, H, L, D_h), holds positions
+    offset, ..., offset + L - 1; returns the rotated x, same shape and dtype.
+
+    Args:
+        head_dim: D_h, even.
+        base: the wavelength scale (10000 in the paper).
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        _require_count("head_dim", head_dim)
+        if head_dim % 2:
+            raise ValueError(f"head_dim must be even (features are rotated in pairs); got "
+                             f"{head_dim}")
+        _require_base(base)
+        # No buffer: .to(torch.float16) would round the frequencies; angles are made in float64.
+        self.head_dim, self.base = head_dim, float(base)
+
+    def angles(self, length: int, offset: int = 0, device=None) -> torch.Tensor:
+        """Angles ``m * omega_k`` (length, head_dim / 2), float64, for positions m = offset, ...,
+        offset + length - 1."""
+        positions = torch.arange(offset, offset + length, dtype=torch.float64, device=device)
+        return positions[:, None] * frequencies(self.head_dim, self.base, device=device)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        _require_float("x", x)
+        _require_count("offset", offset, minimum=0)
+        if x.dim() < 2 or x.shape[-1] != self.head_dim:
+            raise ValueError(f"x must have shape (..., L, {self.head_dim}); got "
+                             f"{tuple(x.shape)}")
+        return rotate_pairs(x, self.angles(x.shape[-2], offset, device=x.device))
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, base={self.base:g}"

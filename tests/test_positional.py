@@ -1,0 +1,351 @@
+"""Tests of qkv.positional and of MultiHeadAttention's rotary hook: the paper's formula, parity
+with d2l, the rotation property, RoPE's relative-position property, and permutation
+(in)variance of self-attention without and with positions.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from d2l import torch as d2l
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qkv.multihead import MultiHeadAttention
+from qkv.positional import (
+    LearnedPositionalEncoding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    frequencies,
+    rotate_pairs,
+    shift_matrix,
+    sinusoidal_encoding,
+)
+
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True)
+
+
+def paper_formula(max_len, d_model, base=10000.0):
+    """PE(t, 2k) = sin(t / base^(2k/d)), PE(t, 2k+1) = cos(t / base^(2k/d)), written out."""
+    table = np.zeros((max_len, d_model))
+    for t in range(max_len):
+        for i in range(d_model):
+            k = i // 2
+            angle = t / base ** (2 * k / d_model)
+            table[t, i] = math.sin(angle) if i % 2 == 0 else math.cos(angle)
+    return torch.from_numpy(table)
+
+
+def swapped_seed_version(max_len, d_model):
+    """The snippet in one of the seeds: cosine on the EVEN dimensions (swapped)."""
+    position = np.arange(max_len)
+    freqs = 1e-4 ** (2 * (np.arange(d_model) // 2) / d_model)
+    angles = position.reshape(-1, 1) * freqs.reshape(1, -1)
+    angles[:, ::2] = np.cos(angles[:, ::2])
+    angles[:, 1::2] = np.sin(angles[:, 1::2])
+    return torch.from_numpy(angles)
+
+
+# ------------------------------------------------------------------------ sinusoidal table
+
+@pytest.mark.parametrize("max_len, d_model, base", [(50, 16, 10000.0), (7, 5, 10000.0),
+                                                    (12, 1, 100.0), (30, 6, 50.0)])
+def test_sinusoidal_matches_the_paper_formula(max_len, d_model, base):
+    table = sinusoidal_encoding(max_len, d_model, base=base, dtype=torch.float64)
+    assert table.shape == (max_len, d_model) and table.dtype == torch.float64
+    torch.testing.assert_close(table, paper_formula(max_len, d_model, base), atol=1e-12, rtol=0)
+
+
+def test_sinusoidal_matches_d2l_table_P():
+    reference = d2l.PositionalEncoding(32, 0.0, max_len=500).P[0]  # (max_len, d), float32
+    ours = sinusoidal_encoding(500, 32)
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours, reference, atol=2e-4, rtol=0)  # d2l works in float32
+
+
+def test_the_seed_snippet_has_sin_and_cos_swapped():
+    ours = sinusoidal_encoding(20, 8, dtype=torch.float64)
+    seed = swapped_seed_version(20, 8)
+    assert not torch.allclose(ours, seed)
+    torch.testing.assert_close(ours[:, 0::2], seed[:, 1::2])  # same angles, roles exchanged
+    torch.testing.assert_close(ours[:, 1::2], seed[:, 0::2])
+    assert (ours[0, 0::2] == 0).all() and (ours[0, 1::2] == 1).all()  # sin 0 = 0, cos 0 = 1
+
+
+def test_frequencies_are_geometric_from_one_to_one_over_base():
+    omega = frequencies(8, base=10000.0)
+    torch.testing.assert_close(omega, 10000.0 ** (-torch.arange(0, 8, 2).double() / 8))
+    assert omega[0] == 1.0 and frequencies(9).shape == (5,)
+
+
+def test_sinusoidal_values_are_bounded_and_rows_have_constant_norm():
+    table = sinusoidal_encoding(200, 10, dtype=torch.float64)
+    assert table.abs().max() <= 1
+    torch.testing.assert_close(table.norm(dim=1), torch.full((200,), math.sqrt(5.0),
+                                                             dtype=torch.float64))
+
+
+# -------------------------------------------------------------------- the rotation property
+
+def test_rotation_property_for_many_positions_offsets_and_frequencies():
+    """M(phi) [sin, cos](w t) = [sin, cos](w (t + phi)), with M(phi) independent of t."""
+    t = torch.linspace(-50, 300, 97, dtype=torch.float64)
+    for omega in frequencies(16).tolist():
+        for phi in (-7.5, -1.0, 0.0, 0.3, 1.0, 2.0, 13.0, 100.0):
+            a = omega * phi
+            rotation = torch.tensor([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]],
+                                    dtype=torch.float64)
+            now = torch.stack([torch.sin(omega * t), torch.cos(omega * t)])  # (2, n)
+            later = torch.stack([torch.sin(omega * (t + phi)), torch.cos(omega * (t + phi))])
+            torch.testing.assert_close(rotation @ now, later, atol=1e-10, rtol=0)
+            assert torch.allclose(rotation @ rotation.T, torch.eye(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("phi", [0, 1, 3, 17, 40])
+def test_shift_matrix_moves_every_row_of_the_table_by_phi(phi):
+    table = sinusoidal_encoding(100, 12, dtype=torch.float64)
+    shift = shift_matrix(phi, 12)
+    torch.testing.assert_close(table[: 100 - phi] @ shift.T, table[phi:], atol=1e-10, rtol=0)
+    torch.testing.assert_close(shift @ shift.T, torch.eye(12, dtype=torch.float64))
+
+
+def test_shift_matrix_rejects_odd_d_model():
+    with pytest.raises(ValueError, match="d_model must be even"):
+        shift_matrix(1, 5)
+
+
+# ---------------------------------------------------------------------- additive encodings
+
+def test_sinusoidal_module_adds_the_table_with_offset():
+    module = SinusoidalPositionalEncoding(6, max_len=20).double()
+    x = torch.randn(3, 5, 6, dtype=torch.float64)
+    table = sinusoidal_encoding(20, 6, dtype=torch.float64)
+    torch.testing.assert_close(module(x), x + table[:5])
+    torch.testing.assert_close(module(x, offset=4), x + table[4:9])
+    assert list(module.state_dict()) == []  # nothing learned, nothing stored
+
+
+def test_sinusoidal_module_matches_d2l_module():
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 16)
+    reference = d2l.PositionalEncoding(16, 0.0, max_len=50).eval()
+    ours = SinusoidalPositionalEncoding(16, max_len=50).eval()
+    torch.testing.assert_close(ours(x), reference(x), atol=1e-5, rtol=0)
+
+
+def test_learned_module_adds_a_trainable_vector_per_position():
+    torch.manual_seed(0)
+    assert LearnedPositionalEncoding(8, 500).embedding.std().item() == pytest.approx(0.02, rel=0.1)
+    assert LearnedPositionalEncoding(8, 500, init_std=1.0).embedding.std().item() == (
+        pytest.approx(1.0, rel=0.1))
+    module = LearnedPositionalEncoding(4, max_len=10)
+    x = torch.zeros(2, 3, 4)
+    out = module(x, offset=2)
+    torch.testing.assert_close(out, module.embedding[2:5].expand(2, 3, 4))
+    out.sum().backward()
+    assert module.embedding.grad[2:5].eq(2).all() and module.embedding.grad[:2].eq(0).all()
+
+
+@pytest.mark.parametrize("cls, kwargs", [(SinusoidalPositionalEncoding, {}),
+                                         (LearnedPositionalEncoding, {})])
+def test_additive_encodings_reject_bad_input(cls, kwargs):
+    module = cls(4, max_len=6, **kwargs)
+    with pytest.raises(ValueError, match=r"positions up to 6 .*max_len=6"):
+        module(torch.zeros(1, 7, 4))
+    with pytest.raises(ValueError, match=r"positions up to 6 .*offset=2"):
+        module(torch.zeros(1, 5, 4), offset=2)
+    with pytest.raises(ValueError, match=r"x must have shape \(B, L, 4\); got \(1, 5, 3\)"):
+        module(torch.zeros(1, 5, 3))
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        module(torch.zeros(1, 5, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="offset must be an int >= 0"):
+        module(torch.zeros(1, 5, 4), offset=-1)
+
+
+def test_constructor_errors():
+    with pytest.raises(ValueError, match="max_len must be an int >= 1"):
+        sinusoidal_encoding(0, 4)
+    with pytest.raises(ValueError, match="d_model must be an int >= 1"):
+        sinusoidal_encoding(4, 0)
+    with pytest.raises(ValueError, match="base must be a number > 1"):
+        sinusoidal_encoding(4, 4, base=1.0)
+    with pytest.raises(ValueError, match="dropout must be a number in"):
+        SinusoidalPositionalEncoding(4, dropout=1.5)
+    with pytest.raises(ValueError, match="head_dim must be even"):
+        RotaryEmbedding(5)
+    with pytest.raises(ValueError, match="init_std must be a positive number"):
+        LearnedPositionalEncoding(4, 8, init_std=0.0)
+
+
+# --------------------------------------------------------------------------------- RoPE
+
+def test_rope_is_the_identity_at_position_zero_and_preserves_norms():
+    rope = RotaryEmbedding(8)
+    x = torch.randn(2, 3, 6, 8, dtype=torch.float64)
+    rotated = rope(x)
+    torch.testing.assert_close(rotated[..., 0, :], x[..., 0, :], atol=0, rtol=0)
+    torch.testing.assert_close(rotated.norm(dim=-1), x.norm(dim=-1))
+    assert not torch.allclose(rotated[..., 1:, :], x[..., 1:, :])
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**31 - 1), m=st.integers(0, 200), n=st.integers(0, 200),
+       shift=st.integers(0, 300))
+def test_rope_scores_depend_only_on_the_offset(seed, m, n, shift):
+    gen = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(2, 16, generator=gen, dtype=torch.float64)
+    rope = RotaryEmbedding(16)
+
+    def score(position_q, position_k):
+        return rope(q[None], offset=position_q)[0] @ rope(k[None], offset=position_k)[0]
+
+    expected = rope(k[None], offset=n - m)[0] @ q if n >= m else rope(q[None], offset=m - n)[0] @ k
+    torch.testing.assert_close(score(m, n), expected, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(score(m + shift, n + shift), score(m, n), atol=1e-10, rtol=1e-10)
+
+
+def test_rope_offset_equals_slicing_a_longer_sequence():
+    rope = RotaryEmbedding(6)
+    x = torch.randn(2, 10, 6, dtype=torch.float64)
+    torch.testing.assert_close(rope(x[:, 4:], offset=4), rope(x)[:, 4:])
+
+
+def test_rope_rotates_adjacent_pairs_by_position_times_frequency():
+    x = torch.tensor([[1.0, 0.0, 1.0, 0.0]], dtype=torch.float64).repeat(3, 1)  # (L=3, 4)
+    out = RotaryEmbedding(4, base=100.0)(x)
+    omega = [1.0, 0.1]
+    for m in range(3):
+        expected = [math.cos(m * omega[0]), math.sin(m * omega[0]),
+                    math.cos(m * omega[1]), math.sin(m * omega[1])]
+        torch.testing.assert_close(out[m], torch.tensor(expected, dtype=torch.float64))
+    torch.testing.assert_close(rotate_pairs(x, torch.zeros(3, 2)), x)
+
+
+def test_rope_errors():
+    rope = RotaryEmbedding(4)
+    with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., L, 4\); got \(2, 3\)"):
+        rope(torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        rope(torch.zeros(2, 4, dtype=torch.long))
+
+
+# ---------------------------------------------------------------- MultiHeadAttention hook
+
+class Identity:
+    head_dim = 4
+
+    def __init__(self):
+        self.offsets = []
+
+    def __call__(self, x, offset=0):
+        self.offsets.append(offset)
+        return x
+
+
+def twin_modules(rotary, seed=0):
+    torch.manual_seed(seed)
+    plain = MultiHeadAttention(8, 2).double()
+    torch.manual_seed(seed)
+    hooked = MultiHeadAttention(8, 2, rotary=rotary).double()
+    return plain, hooked
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_identity_rotary_changes_nothing_and_receives_the_offsets(need_weights):
+    identity = Identity()
+    plain, hooked = twin_modules(identity)
+    x, memory = torch.randn(2, 5, 8, dtype=torch.float64), torch.randn(2, 7, 8, dtype=torch.float64)
+    expected = plain(x, memory, memory, need_weights=need_weights)
+    got = hooked(x, memory, memory, need_weights=need_weights, q_offset=3, k_offset=1)
+    torch.testing.assert_close(got[0], expected[0])
+    assert identity.offsets == [3, 1]
+    assert list(hooked.state_dict()) == list(plain.state_dict())
+
+
+def test_rope_in_attention_depends_only_on_relative_positions():
+    plain, hooked = twin_modules(RotaryEmbedding(4))
+    x = torch.randn(2, 6, 8, dtype=torch.float64)
+    base, weights = hooked(x, x, x, need_weights=True)
+    shifted, shifted_weights = hooked(x, x, x, need_weights=True, q_offset=11, k_offset=11)
+    torch.testing.assert_close(shifted, base)  # the same shift of every position: no change
+    torch.testing.assert_close(shifted_weights, weights)
+    moved, _ = hooked(x, x, x, q_offset=3)  # queries moved, keys not: the offsets change
+    assert not torch.allclose(moved, base)
+    assert not torch.allclose(base, plain(x, x, x)[0])  # and RoPE does change attention
+
+
+def test_rotary_hook_on_the_fast_and_readable_paths_agree():
+    _, hooked = twin_modules(RotaryEmbedding(4))
+    x = torch.randn(2, 6, 8, dtype=torch.float64)
+    torch.testing.assert_close(hooked(x, x, x, need_weights=True, k_offset=2)[0],
+                               hooked(x, x, x, k_offset=2)[0])
+
+
+def test_rotary_hook_errors():
+    with pytest.raises(TypeError, match="rotary must be callable"):
+        MultiHeadAttention(8, 2, rotary=3)
+    with pytest.raises(ValueError, match="rotary works on head_dim=6, but d_model / num_heads = 4"):
+        MultiHeadAttention(8, 2, rotary=RotaryEmbedding(6))
+    module = MultiHeadAttention(8, 2, rotary=RotaryEmbedding(4))
+    x = torch.zeros(1, 3, 8)
+    with pytest.raises(ValueError, match="q_offset must be an int >= 0"):
+        module(x, x, x, q_offset=-1)
+    with pytest.raises(ValueError, match="k_offset must be an int >= 0"):
+        module(x, x, x, k_offset=1.5)
+
+
+# ---------------------------------------------------------------------- permutations
+
+def embedded_sequence(tokens, seed=0):
+    """(1, L, 8) float64 embeddings of integer tokens, from a fixed random table."""
+    table = torch.randn(10, 8, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return table[torch.tensor(tokens)][None]
+
+
+def self_attention(positions):
+    """Self-attention over (1, L, 8) with positions 'none', 'sinusoidal' or 'rotary'."""
+    torch.manual_seed(1)
+    module = MultiHeadAttention(8, 2, rotary=RotaryEmbedding(4) if positions == "rotary" else None)
+    module = module.double()
+    table = SinusoidalPositionalEncoding(8, max_len=32).double()
+
+    def apply(x):
+        x = table(x) if positions == "sinusoidal" else x
+        return module(x, x, x)[0]
+
+    return apply
+
+
+TOKENS = [1, 2, 7, 1, 3, 2]  # "1" at positions 0 and 3, "2" at 1 and 5
+
+
+def test_without_positions_identical_tokens_give_identical_rows():
+    out = self_attention("none")(embedded_sequence(TOKENS))[0]
+    torch.testing.assert_close(out[0], out[3], atol=1e-12, rtol=0)
+    torch.testing.assert_close(out[1], out[5], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "rotary"])
+def test_with_positions_identical_tokens_give_different_rows(positions):
+    out = self_attention(positions)(embedded_sequence(TOKENS))[0]
+    assert not torch.allclose(out[0], out[3]) and not torch.allclose(out[1], out[5])
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**31 - 1), length=st.integers(2, 9))
+def test_without_positions_self_attention_is_permutation_equivariant(seed, length):
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, 10, (length,), generator=gen).tolist()
+    permutation = torch.randperm(length, generator=gen)
+    attend = self_attention("none")
+    x = embedded_sequence(tokens, seed)
+    torch.testing.assert_close(attend(x[:, permutation]), attend(x)[:, permutation])
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "rotary"])
+def test_with_positions_permuting_the_input_does_not_permute_the_output(positions):
+    attend = self_attention(positions)
+    x = embedded_sequence([4, 8, 1, 6, 0])
+    permutation = torch.tensor([2, 0, 4, 1, 3])
+    assert not torch.allclose(attend(x[:, permutation]), attend(x)[:, permutation])
