@@ -4,11 +4,13 @@
 # checkout instead of the network, through QKV_INSTALL_SOURCE). It proves that the Colab cell
 # installs what the chapters need and nothing that conflicts with Colab's torch and numpy.
 #
-#   bash scripts/colab_like.sh [VENV_DIR] [BUDGET]      (defaults: /tmp/qkv-colab, smoke)
+#   bash scripts/colab_like.sh [VENV_DIR] [BUDGET] [CHAPTERS]
+#   (defaults: /tmp/qkv-colab, smoke, every chapter; CHAPTERS like "01 04")
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${1:-/tmp/qkv-colab}
 budget=${2:-smoke}
+chapters=${3:-}
 python=${PYTHON312:-python3.12}
 if ! "$python" --version >/dev/null 2>&1; then  # pyenv keeps 3.12 out of the PATH
   python=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)
@@ -32,16 +34,18 @@ before=$("$venv/bin/python" -c "import torch, numpy; print(torch.__version__, nu
 "$venv/bin/pip" uninstall -q -y qkv d2l 2>/dev/null || true   # each run installs afresh
 
 QKV_INSTALL_SOURCE="$repo" QKV_BUDGET="$budget" QKV_STATIC_FIGURES=1 \
-  "$venv/bin/python" - "$repo" <<'PY'
+  "$venv/bin/python" - "$repo" "$chapters" <<'PY'
 import sys, time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 
-repo = Path(sys.argv[1])
+repo, wanted = Path(sys.argv[1]), sys.argv[2].split()
 failures = []
 for path in sorted((repo / "chapters").glob("*.ipynb")):
+    if wanted and path.name[:2] not in wanted:
+        continue
     notebook = nbformat.read(path, as_version=4)
     if not any(cell.cell_type == "code" for cell in notebook.cells):
         continue
