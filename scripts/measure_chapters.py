@@ -124,9 +124,8 @@ def main() -> None:
             run = run_chapter(path, budget, args.timeout)
             print(f"{path.stem:28s} {budget:6s} {run['wall_s']:7.1f} s  "
                   f"{len(run['results'])} result(s)", flush=True)
-            runs.append(run)
-    if runs:
-        merge(out, runs, device_type, device)
+            merge(out, [run], device_type, device)  # after every run: an interrupted
+            runs.append(run)                        # measurement keeps what it measured
     if args.readme or runs:
         refresh_readme()
 
