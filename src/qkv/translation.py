@@ -1,0 +1,395 @@
+"""German-to-English translation on Multi30k: recipes, training, checkpoints and a command line.
+
+A :class:`Recipe` fixes everything a run does (vocabulary, model size, batches, schedule,
+decoding); :data:`RECIPES` holds one per budget. :func:`train` learns a subword vocabulary
+from the training split, trains a :class:`qkv.seq2seq.Seq2SeqTransformer` with
+:func:`qkv.train.fit`, saves a checkpoint folder every ``checkpoint_every`` steps and can
+resume from it. A checkpoint folder holds everything needed to translate:
+
+* ``model.pt``: state dicts of the model and the optimizer and the step count (tensors
+  only, loaded with ``torch.load(..., weights_only=True)``);
+* ``tokenizer.json``: the subword vocabulary;
+* ``config.json``: the model's arguments, the recipe and the training history.
+
+Command line::
+
+    python -m qkv.translation train --budget {smoke,book,full} --out DIR [--resume]
+    python -m qkv.translation translate --model DIR [--beam K] < german.txt > english.txt
+    python -m qkv.translation evaluate --model DIR [--beam K] [--split test_2016_flickr]
+
+``translate`` reads one German sentence per line and writes one English line per input line
+(an empty line for an empty line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from qkv.data.multi30k import load_pairs
+from qkv.data.text import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SubwordTokenizer,
+    epoch_batches,
+    make_batches,
+    pad,
+)
+from qkv.decoding import beam_search, greedy_decode
+from qkv.metrics import TranslationScores, corpus_scores
+from qkv.runtime import BUDGETS, choose_device, seed_everything, set_threads
+from qkv.seq2seq import Seq2SeqTransformer, sequence_loss
+from qkv.train import History, fit, to_device
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Everything one training run does. Budgets are counts (steps, sizes), never seconds.
+
+    Data: ``train_sentences``/``test_sentences`` (None = all) and ``vocab_size`` of the joint
+    BPE vocabulary. Model: the :class:`qkv.seq2seq.Seq2SeqTransformer` arguments (source and
+    target share one embedding matrix, tied to the output layer). Optimisation: ``steps``
+    updates of about ``max_tokens`` target tokens each, peak ``lr`` after ``warmup_steps``,
+    then the ``schedule`` of :func:`qkv.train.warmup_lr`, label smoothing, weight decay.
+    Decoding: ``beam_size`` and the length-penalty exponent ``alpha``.
+    """
+
+    vocab_size: int = 8000
+    d_model: int = 256
+    num_heads: int = 4
+    num_encoder_layers: int = 3
+    num_decoder_layers: int = 3
+    d_ff: int = 1024
+    dropout: float = 0.1
+    norm_first: bool = True
+    max_len: int = 128
+    max_tokens: int = 4096
+    steps: int = 1000
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    schedule: str = "cosine"
+    label_smoothing: float = 0.1
+    weight_decay: float = 0.0
+    checkpoint_every: int = 500
+    train_sentences: int | None = None
+    test_sentences: int | None = None
+    beam_size: int = 4
+    alpha: float = 0.6
+    seed: int = 0
+
+
+RECIPES = {
+    # A few seconds: proves the pipeline runs end to end; the translations are nonsense.
+    "smoke": Recipe(vocab_size=600, d_model=32, num_heads=2, num_encoder_layers=1,
+                    num_decoder_layers=1, d_ff=64, max_tokens=512, steps=30, lr=3e-3,
+                    warmup_steps=10, checkpoint_every=15, train_sentences=2000,
+                    test_sentences=20, beam_size=2),
+    # About 8 minutes on a 2-core CPU, training plus decoding the 1,000-sentence test set:
+    # a small model, no dropout (a few epochs do not overfit), small batches, a high rate.
+    "book": Recipe(vocab_size=6000, d_model=128, num_heads=4, num_encoder_layers=2,
+                   num_decoder_layers=2, d_ff=512, dropout=0.0, max_tokens=1024, steps=1600,
+                   lr=3e-3, warmup_steps=150, checkpoint_every=400),
+    # One GPU. NOT measured (no GPU was available while writing): a starting point, sized for
+    # roughly 40 epochs, with the regularisation a larger model needs on 29,000 pairs.
+    "full": Recipe(vocab_size=10000, d_model=384, num_heads=6, num_encoder_layers=4,
+                   num_decoder_layers=4, d_ff=1536, dropout=0.3, max_tokens=4096, steps=4000,
+                   lr=1e-3, warmup_steps=800, weight_decay=0.01, checkpoint_every=1000,
+                   beam_size=5),
+}
+"""The recipe of each budget."""
+
+
+def _head(items: list, count: int | None) -> list:
+    return items if count is None else items[:count]
+
+
+def build_model(recipe: Recipe, tokenizer: SubwordTokenizer) -> Seq2SeqTransformer:
+    """The recipe's model for the tokenizer's (joint) vocabulary."""
+    vocab = tokenizer.vocab_size
+    return Seq2SeqTransformer(vocab, vocab, recipe.d_model, recipe.num_heads,
+                              recipe.num_encoder_layers, recipe.num_decoder_layers, recipe.d_ff,
+                              recipe.dropout, recipe.norm_first, recipe.max_len,
+                              share_embeddings=True, tie_output=True, pad_id=PAD_ID,
+                              bos_id=BOS_ID, eos_id=EOS_ID)
+
+
+def translation_loss(label_smoothing: float):
+    """``loss_fn(model, batch)`` for :func:`qkv.train.fit`: label-smoothed cross-entropy of
+    the next target token, padding excluded."""
+    def loss_fn(model, batch):
+        logits = model(batch.src, batch.tgt_in)
+        return sequence_loss(logits, batch.tgt_out, PAD_ID, label_smoothing)
+    return loss_fn
+
+
+@torch.no_grad()
+def translate(model: Seq2SeqTransformer, tokenizer: SubwordTokenizer, sentences: Sequence[str],
+              beam_size: int = 1, alpha: float = 0.6, max_tokens: int = 6000) -> list[str]:
+    """Translate ``sentences``; returns one string per sentence, in order.
+
+    Sentences are sorted by length and decoded in batches of about ``max_tokens`` source
+    tokens (greedy for ``beam_size=1``, else beam search); empty or blank sentences give "",
+    and a sentence longer than the model's ``max_len`` tokens is cut to that length.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    ids = tokenizer.encode_batch([s.strip() for s in sentences])
+    ids = [row[: model.max_len] for row in ids]
+    out = [""] * len(sentences)
+    for chunk in _length_groups([len(row) for row in ids], max_tokens):
+        src = pad([ids[i] for i in chunk]).to(device)
+        tokens = (greedy_decode(model, src) if beam_size == 1
+                  else beam_search(model, src, beam_size, alpha))
+        for i, text in zip(chunk, tokenizer.decode_batch(tokens.tolist())):
+            out[i] = text.replace("\n", " ")
+    return out
+
+
+def _length_groups(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices of the non-empty items, sorted by length, cut into groups whose padded size
+    (count x longest) stays within ``max_tokens`` (a group holds at least one item)."""
+    order = sorted((i for i, n in enumerate(lengths) if n), key=lambda i: lengths[i])
+    groups, current = [], []
+    for i in order:
+        if current and lengths[i] * (len(current) + 1) > max_tokens:
+            groups.append(current)
+            current = []
+        current.append(i)
+    return groups + [current] if current else groups
+
+
+def evaluate(model, tokenizer, sources: Sequence[str], references: Sequence[str],
+             beam_size: int = 1, alpha: float = 0.6) -> tuple[TranslationScores, list[str]]:
+    """Translate ``sources`` and score them against ``references`` with sacreBLEU."""
+    hypotheses = translate(model, tokenizer, sources, beam_size, alpha)
+    return corpus_scores(hypotheses, references), hypotheses
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_translator(folder: str | Path, model: Seq2SeqTransformer, tokenizer: SubwordTokenizer,
+                    recipe: Recipe, optimizer: torch.optim.Optimizer | None = None,
+                    step: int = 0, history: dict | None = None) -> Path:
+    """Write ``model.pt``, ``tokenizer.json`` and ``config.json`` into ``folder``.
+
+    Each file is written under a temporary name and renamed, so an interrupted save leaves
+    the previous checkpoint intact.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {"model": model.state_dict(), "step": step}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    torch.save(state, folder / "model.pt.tmp")
+    (folder / "model.pt.tmp").replace(folder / "model.pt")
+    tokenizer.save(folder)
+    config = {"model": model.config, "recipe": dataclasses.asdict(recipe), "step": step,
+              "history": history or {}}
+    (folder / "config.json.tmp").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    (folder / "config.json.tmp").replace(folder / "config.json")
+    return folder
+
+
+def load_translator(folder: str | Path, device=None):
+    """Load a checkpoint folder: ``(model in eval mode, tokenizer, config dict, state dict)``.
+
+    The state dict holds the optimizer state and the step (for resuming).
+    """
+    folder = Path(folder)
+    for name in ("model.pt", "config.json", "tokenizer.json"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder} is not a translation checkpoint: {name} is "
+                                    "missing (make one with `python -m qkv.translation train`)")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    tokenizer = SubwordTokenizer.load(folder)
+    model = Seq2SeqTransformer(**config["model"])
+    state = torch.load(folder / "model.pt", map_location=device or "cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return model.to(device or "cpu").eval(), tokenizer, config, state
+
+
+# ----------------------------------------------------------------------------- training
+
+@dataclasses.dataclass
+class TrainingRun:
+    """What :func:`train` returns: the model (eval mode), tokenizer, recipe and history
+    (``{"step": [...], "loss": [...], "lr": [...], "evals": [{"step", "val_loss"}, ...]}``)."""
+
+    model: Seq2SeqTransformer
+    tokenizer: SubwordTokenizer
+    recipe: Recipe
+    history: dict
+    seconds: float
+
+
+def _merge(history: dict, part: History) -> dict:
+    history.setdefault("step", []).extend(part.steps)
+    history.setdefault("loss", []).extend(part.loss)
+    history.setdefault("lr", []).extend(part.lr)
+    history.setdefault("evals", []).extend(part.evals)
+    return history
+
+
+def _val_loss(model, batches) -> dict[str, float]:
+    total, count = 0.0, 0
+    device = next(model.parameters()).device
+    for batch in batches:
+        batch = to_device(batch, device)
+        tokens = batch.num_tokens
+        total += sequence_loss(model(batch.src, batch.tgt_in), batch.tgt_out).item() * tokens
+        count += tokens
+    return {"val_loss": total / count}
+
+
+def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False,
+          device: torch.device | str | None = None, progress: bool = True,
+          until: int | None = None) -> TrainingRun:
+    """Train the recipe's model on Multi30k (German to English).
+
+    Args:
+        recipe: what to do (see :data:`RECIPES`).
+        out: checkpoint folder, written every ``recipe.checkpoint_every`` steps and at the end
+            (None: no checkpoints).
+        resume: continue from the checkpoint in ``out`` (its tokenizer, weights, optimizer
+            and step) instead of starting again.
+        device: where to train (default: CUDA if available, else the CPU).
+        progress: show progress bars and a line per checkpoint.
+        until: stop after this many steps (default ``recipe.steps``); the schedule still
+            spans ``recipe.steps``, so a later ``resume=True`` call continues the same run.
+            Long runs are split this way into several notebook cells.
+
+    Returns:
+        A :class:`TrainingRun`.
+    """
+    start_time = time.perf_counter()
+    device = choose_device(device) if not isinstance(device, torch.device) else device
+    seed_everything(recipe.seed)
+    sources, targets = (_head(side, recipe.train_sentences) for side in load_pairs("train"))
+    history, done, state = {}, 0, None
+    if resume:
+        if out is None or not (Path(out) / "model.pt").is_file():
+            raise FileNotFoundError(f"resume=True needs a checkpoint in out={out}")
+        model, tokenizer, config, state = load_translator(out, device)
+        if config["recipe"] != dataclasses.asdict(recipe):
+            raise ValueError(f"the checkpoint in {out} was trained with another recipe: "
+                             f"{config['recipe']}")
+        history, done = config["history"], state["step"]
+    else:
+        tokenizer = SubwordTokenizer.train(sources + targets, recipe.vocab_size)
+        model = build_model(recipe, tokenizer).to(device)
+    batches = make_batches(tokenizer.encode_batch(sources), tokenizer.encode_batch(targets),
+                           recipe.max_tokens, max_len=recipe.max_len, seed=recipe.seed)
+    val_sources, val_targets = load_pairs("val")
+    val_batches = make_batches(tokenizer.encode_batch(val_sources),
+                               tokenizer.encode_batch(val_targets), recipe.max_tokens,
+                               max_len=recipe.max_len)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98),
+                                  weight_decay=recipe.weight_decay)
+    if state is not None and "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+    next_batch = epoch_batches(batches, seed=recipe.seed)
+    stop = recipe.steps if until is None else min(until, recipe.steps)
+    while done < stop:
+        chunk = min(recipe.checkpoint_every - done % recipe.checkpoint_every, stop - done)
+        part = fit(model, next_batch, translation_loss(recipe.label_smoothing), chunk,
+                   lr=recipe.lr, warmup_steps=recipe.warmup_steps, schedule=recipe.schedule,
+                   total_steps=recipe.steps, optimizer=optimizer, start_step=done,
+                   evaluate=lambda m: _val_loss(m, val_batches), device=device,
+                   seed=recipe.seed + done, progress=progress)
+        done += chunk
+        _merge(history, part)
+        if out is not None:
+            save_translator(out, model, tokenizer, recipe, optimizer, done, history)
+        if progress:
+            print(f"step {done}/{recipe.steps}: train loss {part.loss[-1]:.3f}, "
+                  f"val loss {part.evals[-1]['val_loss']:.3f}", file=sys.stderr)
+    return TrainingRun(model.eval(), tokenizer, recipe, history,
+                       time.perf_counter() - start_time)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m qkv.translation",
+                                     description="German-to-English Transformer on Multi30k.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train_cmd = commands.add_parser("train", help="train and save a checkpoint folder")
+    train_cmd.add_argument("--budget", choices=BUDGETS, required=True)
+    train_cmd.add_argument("--out", required=True, help="checkpoint folder")
+    train_cmd.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train_cmd.add_argument("--device", default=None, help="cpu or cuda (default: cuda if any)")
+    train_cmd.add_argument("--threads", type=int, default=None, help="CPU threads")
+    train_cmd.add_argument("--quiet", action="store_true", help="no progress output")
+    for name, help_text in (("translate", "German lines on stdin, English lines on stdout"),
+                            ("evaluate", "sacreBLEU and chrF on a Multi30k split")):
+        cmd = commands.add_parser(name, help=help_text)
+        cmd.add_argument("--model", required=True, help="checkpoint folder")
+        cmd.add_argument("--beam", type=int, default=None,
+                         help="beam size (default: the recipe's; 1 = greedy)")
+        cmd.add_argument("--alpha", type=float, default=None, help="length-penalty exponent")
+        cmd.add_argument("--device", default=None)
+        cmd.add_argument("--threads", type=int, default=None)
+    commands.choices["evaluate"].add_argument("--split", default="test_2016_flickr",
+                                              choices=("val", "test_2016_flickr"))
+    return parser
+
+
+def _decoding(args, recipe: dict) -> tuple[int, float]:
+    beam = recipe["beam_size"] if args.beam is None else args.beam
+    return beam, recipe["alpha"] if args.alpha is None else args.alpha
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m qkv.translation``; returns the exit status.
+
+    Missing checkpoints or data and bad values end with a one-line message and status 1.
+    """
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (FileNotFoundError, ConnectionError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
+    set_threads(args.threads)
+    if args.command == "train":
+        recipe = RECIPES[args.budget]
+        run = train(recipe, args.out, args.resume, args.device, progress=not args.quiet)
+        sources, references = (_head(side, recipe.test_sentences)
+                               for side in load_pairs("test_2016_flickr"))
+        scores = {}
+        for beam in sorted({1, recipe.beam_size}):
+            result, _ = evaluate(run.model, run.tokenizer, sources, references, beam,
+                                 recipe.alpha)
+            scores[f"beam{beam}"] = dataclasses.asdict(result)
+            print(f"test_2016_flickr ({len(sources)} sentences), beam {beam}:\n{result}")
+        (Path(args.out) / "scores.json").write_text(json.dumps(scores, indent=1))
+        print(f"trained in {run.seconds:.0f} s; checkpoint in {args.out}")
+        return 0
+    model, tokenizer, config, _ = load_translator(args.model, args.device)
+    beam, alpha = _decoding(args, config["recipe"])
+    if args.command == "translate":
+        text = sys.stdin.read()
+        lines = text.removesuffix("\n").split("\n") if text else []
+        lines = [line.removesuffix("\r") for line in lines]
+        for line in translate(model, tokenizer, lines, beam, alpha):
+            print(line)
+        return 0
+    sources, references = load_pairs(args.split)
+    result, _ = evaluate(model, tokenizer, sources, references, beam, alpha)
+    print(f"{args.split}, beam {beam}:\n{result}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
