@@ -33,8 +33,8 @@ def test_special_tokens_have_fixed_ids(tokenizer):
     assert tokenizer.vocab_size <= 120
 
 
-@pytest.mark.parametrize("text", ["Ein Mann fährt Fahrrad.", "Two dogs, play!",
-                                  "Kinder spielen im Schnee am Strand.", "", "Eine Frau, die  lacht!"])
+@pytest.mark.parametrize("text", ["Ein Mann fährt Fahrrad.", "Two dogs, play!", "",
+                                  "Kinder spielen im Schnee am Strand.", "Eine Frau, die  lacht!"])
 def test_round_trip_gives_back_the_cased_untokenized_text(tokenizer, text):
     assert tokenizer.decode(tokenizer.encode(text)) == text
 

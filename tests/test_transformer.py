@@ -247,7 +247,7 @@ def test_cache_weights_reorder_and_misuse():
         model.decode(tgt, memory, cache=Transformer(D, H, 1, 1, F_SIZE).new_cache())
 
 
-# ----------------------------------------------------------------------------- the translation model
+# ----------------------------------------------------------------------- the translation model
 
 def small_model(vocab=40, **kwargs):
     torch.manual_seed(0)

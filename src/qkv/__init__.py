@@ -12,7 +12,8 @@ One module per chapter, layered in book order (a module imports only modules abo
 - :mod:`qkv.positional`: sinusoidal, learned and rotary position encodings (chapter 5)
 - :mod:`qkv.data`: synthetic tasks and Multi30k (chapters 5 and 6)
 - :mod:`qkv.train`: the training loop chapters 5 and 6 share
-- :mod:`qkv.transformer`: encoder, decoder, seq2seq model, cached decoding (chapter 6)
+- :mod:`qkv.transformer`, :mod:`qkv.seq2seq`, :mod:`qkv.decoding`: encoder and decoder stacks, the translation model, greedy and beam decoding with a key/value cache (chapter 6)
+- :mod:`qkv.arithmetic`: chapter 5's experiment (encoder and causal models on "a+b=c")
 - :mod:`qkv.metrics`, :mod:`qkv.translation`: sacreBLEU/chrF; the translation command line
 - :mod:`qkv.geometry`: sphere, half-plane, Poincaré ball, Lorentz model, hyperbolic attention, trees (chapter 7)
 - :mod:`qkv.report`: the measured figures of the whole book, for the results page

@@ -52,8 +52,8 @@ class SubwordTokenizer:
         """Learn a BPE vocabulary of ``vocab_size`` tokens (specials included) from ``texts``.
 
         Text is NFC-normalised and split at spaces, which become the word-start marker ``▁``,
-        and at punctuation; merges never cross these splits. Pass training sentences only: a vocabulary learned from the
-        test set would leak it into the model.
+        and at punctuation; merges never cross these splits. Pass training sentences only: a
+        vocabulary learned from the test set would leak it into the model.
         """
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
