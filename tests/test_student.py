@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from qkv import report
 from qkv.exercises.student import export_student_book, strip_solutions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +68,9 @@ def test_export_writes_a_complete_student_book_and_refuses_to_overwrite(tmp_path
     assert config["title"].endswith("(student edition)")
     for name in ("_toc.yml", "intro.md", "references.bib"):
         assert (out / name).read_text() == (ROOT / name).read_text()
+    # the results page reads benchmarks/results relative to the book, so the copy needs them too
+    assert report.load_results(out / "benchmarks" / "results") == report.load_results(
+        ROOT / "benchmarks" / "results")
     chapters = sorted(p.name for p in (out / "chapters").glob("*.ipynb"))
     assert chapters == sorted(p.name for p in (ROOT / "chapters").glob("*.ipynb"))
     (out / "teacher-notes.md").write_text("mine")

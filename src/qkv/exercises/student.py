@@ -31,8 +31,10 @@ _START = re.compile(_DIRECTIVE % "solution-start", re.MULTILINE)
 _END = re.compile(_DIRECTIVE % "solution-end", re.MULTILINE)
 _WHOLE = re.compile(_DIRECTIVE % "solution", re.MULTILINE)
 
-BOOK_FILES = ("_toc.yml", "intro.md", "results.md", "references.bib", "_static", "_ext")
-"""Files and folders copied unchanged into the student book (``_config.yml`` is rewritten)."""
+BOOK_FILES = ("_toc.yml", "intro.md", "results.md", "references.bib", "_static", "_ext",
+              "benchmarks/results")
+"""Files and folders copied unchanged into the student book (``_config.yml`` is rewritten);
+``benchmarks/results`` is what the results page reads."""
 
 
 def _source(cell: dict) -> str:
@@ -110,6 +112,7 @@ def export_student_book(book_dir: Path, out_dir: Path, force: bool = False) -> P
         if source.is_dir():
             shutil.copytree(source, out_dir / name)
         else:
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, out_dir / name)
     export_notebooks(book_dir / "chapters", out_dir / "chapters")
     return out_dir
