@@ -15,6 +15,7 @@ from qkv.seq2seq import Seq2SeqTransformer, sequence_loss
 from qkv.transformer import (
     DecoderBlock,
     EncoderBlock,
+    LayerCache,
     PositionWiseFFN,
     ResidualNorm,
     Transformer,
@@ -213,20 +214,34 @@ def test_no_information_from_future_targets_or_padded_sources(norm_first):
     assert not torch.allclose(run(changed_real, tgt)[1], base[1])
 
 
-@pytest.mark.parametrize("chunks", [[1, 1, 1, 1, 1], [2, 1, 2], [5]])
+@pytest.mark.parametrize("chunks", [[1, 1, 1, 1, 1], [2, 1, 2], [5], [1] * 17 + [6, 13]])
 def test_cached_decoding_equals_full_decoding(chunks):
+    """Also across the cache's growth (its buffers start with room for 16 positions)."""
     torch.manual_seed(0)
     model = Transformer(D, H, 2, 3, F_SIZE, dropout=0.0, norm_first=True).double().eval()
-    src, tgt, valid = randn(1, 2, 6, D), randn(2, 2, 5, D), padding([6, 4], 6)
+    length = sum(chunks)
+    src, tgt, valid = randn(1, 2, 6, D), randn(2, 2, length, D), padding([6, 4], 6)
     memory = model.encode(src, key_mask(valid))
-    full = model.decode(tgt, memory, causal_mask(5), key_mask(valid))
+    full = model.decode(tgt, memory, causal_mask(length), key_mask(valid))
     cache, pieces, start = model.new_cache(), [], 0
     for size in chunks:
         pieces.append(model.decode(tgt[:, start:start + size], memory, None, key_mask(valid),
                                    cache=cache))
         start += size
-    assert cache.length == 5
+    assert cache.length == length
     torch.testing.assert_close(torch.cat(pieces, dim=1), full)
+
+
+def test_layer_cache_append_and_reorder_equal_concatenation():
+    cache, keys, values = LayerCache(), randn(0, 3, H, 0, 4), randn(1, 3, H, 0, 4)
+    for step, (size, order) in enumerate([(1, None), (15, [2, 0, 1]), (1, None), (20, [1, 1, 0])]):
+        new_keys, new_values = randn(10 + step, 3, H, size, 4), randn(20 + step, 3, H, size, 4)
+        cache.append(new_keys, new_values)
+        keys, values = torch.cat([keys, new_keys], 2), torch.cat([values, new_values], 2)
+        if order is not None:
+            cache.reorder(torch.tensor(order))
+            keys, values = keys[order], values[order]
+        assert torch.equal(cache.keys, keys) and torch.equal(cache.values, values)
 
 
 def test_cache_weights_reorder_and_misuse():

@@ -221,7 +221,9 @@ class LayerCache:
     """What one decoder block keeps between decoding steps (tensors (B, H, t, D_h)).
 
     ``keys``/``values``: the self-attention keys and values of the t target positions seen so
-    far, so a new token projects only itself. ``memory_keys``/``memory_values``: the
+    far, so a new token projects only itself. They are views into buffers with room for more
+    positions (the room doubles when it runs out), so a step writes only its own keys and
+    values instead of copying all earlier ones. ``memory_keys``/``memory_values``: the
     cross-attention keys and values of the encoder output, computed at the first step and
     reused at every later one.
     """
@@ -230,10 +232,33 @@ class LayerCache:
     values: torch.Tensor | None = None
     memory_keys: torch.Tensor | None = None
     memory_values: torch.Tensor | None = None
+    _buffers: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    def append(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Add the keys and values (B, H, n, D_h) of n new positions after the cached ones."""
+        old = 0 if self.keys is None else self.keys.shape[2]
+        total = old + keys.shape[2]
+        if self._buffers is None or total > self._buffers[0].shape[2]:
+            capacity = max(2 * total, 16)
+            grown = []
+            for new, cached in ((keys, self.keys), (values, self.values)):
+                buffer = new.new_empty(*new.shape[:2], capacity, new.shape[3])
+                if cached is not None:
+                    buffer[:, :, :old] = cached
+                grown.append(buffer)
+            self._buffers = tuple(grown)
+        key_buffer, value_buffer = self._buffers
+        key_buffer[:, :, old:total] = keys
+        value_buffer[:, :, old:total] = values
+        self.keys, self.values = key_buffer[:, :, :total], value_buffer[:, :, :total]
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep the batch rows ``index`` (B',) in that order (beam search reorders beams)."""
-        for name in ("keys", "values", "memory_keys", "memory_values"):
+        if self._buffers is not None:
+            length = self.keys.shape[2]
+            self._buffers = tuple(buffer.index_select(0, index) for buffer in self._buffers)
+            self.keys, self.values = (buffer[:, :, :length] for buffer in self._buffers)
+        for name in ("memory_keys", "memory_values"):
             tensor = getattr(self, name)
             if tensor is not None:
                 setattr(self, name, tensor.index_select(0, index))
@@ -336,14 +361,10 @@ class DecoderBlock(nn.Module):
         if tgt_mask is not None:
             raise ValueError("tgt_mask must be None with a cache: the new positions attend to "
                              "every cached one and causally among themselves")
-        keys, values = _keys_values(self.self_attn, h)
-        if cache.keys is not None:
-            keys = torch.cat([cache.keys, keys], dim=2)
-            values = torch.cat([cache.values, values], dim=2)
-        cache.keys, cache.values = keys, values
-        num_new, num_all = h.shape[1], keys.shape[2]
+        cache.append(*_keys_values(self.self_attn, h))
+        num_new, num_all = h.shape[1], cache.keys.shape[2]
         mask = None if num_new == 1 else causal_mask(num_new, num_all, device=h.device)
-        return _attend(self.self_attn, h, keys, values, mask, need_weights)
+        return _attend(self.self_attn, h, cache.keys, cache.values, mask, need_weights)
 
 
 class TransformerDecoder(nn.Module):
