@@ -62,6 +62,8 @@ def run_chapter(path: Path, budget: str, timeout: int) -> dict:
         wall = time.perf_counter() - start
         lines = results_file.read_text().splitlines() if results_file.exists() else []
     return {"chapter": path.stem, "budget": budget, "wall_s": wall,
+            "threads": int(os.environ.get("QKV_THREADS") or torch.get_num_threads()),
+            "date": datetime.date.today().isoformat(),
             "results": [json.loads(line) for line in lines]}
 
 
@@ -74,9 +76,9 @@ def merge(out: Path, runs: list[dict], device_type: str, device: str) -> None:
     fresh = {(run["chapter"], run["budget"]) for run in runs}
     kept = [run for run in data["chapters"] if (run["chapter"], run["budget"]) not in fresh]
     order = {"smoke": 0, "book": 1, "full": 2}
+    data.pop("threads", None)  # each run says how many threads it had
     data.update(device_type=device_type, device=device, torch=torch.__version__,
-                threads=int(os.environ.get("QKV_THREADS") or torch.get_num_threads()), date=datetime.date.today().isoformat(),
-                command="python scripts/measure_chapters.py",
+                date=datetime.date.today().isoformat(), command="python scripts/measure_chapters.py",
                 chapters=sorted(kept + runs, key=lambda r: (r["chapter"], order[r["budget"]])))
     temporary = out.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(data, indent=1) + "\n")

@@ -16,14 +16,18 @@ def test_rows_from_chapter_runs_and_benchmarks(tmp_path):
         "device": "CPU x", "date": "2026-11-21", "threads": 2,
         "chapters": [{"chapter": "05_positional_encoding", "budget": "book", "wall_s": 123.456,
                       "results": [{"name": "accuracy, sinusoidal", "value": 0.99512, "unit": ""},
-                                  {"name": "BLEU", "value": 30, "unit": "BLEU"}]}]})
+                                  {"name": "BLEU", "value": 30, "unit": "BLEU"}]},
+                     {"chapter": "06_transformer", "budget": "book", "wall_s": 400.0,
+                      "threads": 1, "date": "2026-11-22", "results": []}]})
     _write(tmp_path, "attention-cpu.json", {
         "benchmark": "attention", "device": "CPU y", "date": "2026-11-20",
         "summary": {"min_ratio_fast": 1.1109}})
     files = report.load_results(tmp_path)
     assert report.chapter_times(files) == [{
         "chapter": "05_positional_encoding", "budget": "book", "wall time (s)": 123.5,
-        "device": "CPU x, 2 thread(s)", "date": "2026-11-21"}]
+        "device": "CPU x, 2 thread(s)", "date": "2026-11-21"}, {
+        "chapter": "06_transformer", "budget": "book", "wall time (s)": 400.0,
+        "device": "CPU x, 1 thread(s)", "date": "2026-11-22"}]  # a run's own threads and date
     assert [row["value"] for row in report.chapter_results(files)] == ["0.9951", "30 BLEU"]
     assert report.benchmark_summaries(files) == [{
         "benchmark": "attention", "quantity": "min_ratio_fast", "value": "1.111",

@@ -36,16 +36,18 @@ def load_results(folder: Path | str = RESULTS) -> list[dict]:
     return files
 
 
-def _where(data: dict) -> dict:
-    threads = f", {data['threads']} thread(s)" if "threads" in data else ""
-    return {"device": f"{data['device']}{threads}", "date": data["date"]}
+def _where(data: dict, run: dict | None = None) -> dict:
+    """Device (with threads) and date of a result; a run's own ``threads``/``date`` win."""
+    where = {**data, **{k: v for k, v in (run or {}).items() if k in ("threads", "date")}}
+    threads = f", {where['threads']} thread(s)" if "threads" in where else ""
+    return {"device": f"{where['device']}{threads}", "date": where["date"]}
 
 
 def chapter_times(files: list[dict]) -> list[dict]:
     """Rows ``chapter, budget, wall time (s), device, date`` of every measured chapter run."""
     return [
         {"chapter": run["chapter"], "budget": run["budget"], "wall time (s)": round(run["wall_s"], 1),
-         **_where(data)}
+         **_where(data, run)}
         for data in files for run in data.get("chapters", [])
     ]
 
@@ -54,7 +56,7 @@ def chapter_results(files: list[dict]) -> list[dict]:
     """Rows ``chapter, budget, result, value, device, date`` of every recorded chapter result."""
     return [
         {"chapter": run["chapter"], "budget": run["budget"], "result": item["name"],
-         "value": _format(item["value"], item.get("unit", "")), **_where(data)}
+         "value": _format(item["value"], item.get("unit", "")), **_where(data, run)}
         for data in files for run in data.get("chapters", []) for item in run["results"]
     ]
 
