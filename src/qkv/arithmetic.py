@@ -65,7 +65,21 @@ class _Backbone(nn.Module):
         return self.head(x), weights
 
 
-class ArithmeticEncoder(nn.Module):
+class _ArithmeticModel(nn.Module):
+    """What both arithmetic models share: the sizes, and a :class:`_Backbone` over L_q + W tokens."""
+
+    def __init__(self, vocab_size: int, question_length: int, answer_width: int,
+                 positions: str = "sinusoidal", d_model: int = 64, num_heads: int = 4,
+                 num_layers: int = 3, d_ff: int = 128, dropout: float = 0.0):
+        super().__init__()
+        _require_count("question_length", question_length)
+        _require_count("answer_width", answer_width)
+        self.question_length, self.answer_width = question_length, answer_width
+        self.backbone = _Backbone(vocab_size, question_length + answer_width, positions,
+                                  d_model, num_heads, num_layers, d_ff, dropout)
+
+
+class ArithmeticEncoder(_ArithmeticModel):
     """Bidirectional encoder that reads the question and W answer slots; predicts all at once.
 
     Args:
@@ -84,12 +98,8 @@ class ArithmeticEncoder(nn.Module):
     def __init__(self, vocab_size: int, question_length: int, answer_width: int,
                  positions: str = "sinusoidal", d_model: int = 64, num_heads: int = 4,
                  num_layers: int = 3, d_ff: int = 128, dropout: float = 0.0):
-        super().__init__()
-        _require_count("question_length", question_length)
-        _require_count("answer_width", answer_width)
-        self.question_length, self.answer_width = question_length, answer_width
-        self.backbone = _Backbone(vocab_size, question_length + answer_width, positions,
-                                  d_model, num_heads, num_layers, d_ff, dropout)
+        super().__init__(vocab_size, question_length, answer_width, positions, d_model,
+                         num_heads, num_layers, d_ff, dropout)
         self.slots = nn.Parameter(torch.randn(answer_width, d_model))
 
     def forward(self, questions: torch.Tensor, need_weights: bool = False):
@@ -110,7 +120,7 @@ class ArithmeticEncoder(nn.Module):
         return self(questions).argmax(-1)
 
 
-class ArithmeticDecoder(nn.Module):
+class ArithmeticDecoder(_ArithmeticModel):
     """Causal (decoder-only) model: reads "a+b=" and writes the answer character by character.
 
     Same arguments as :class:`ArithmeticEncoder`. ``forward(tokens (B, L) int64,
@@ -120,16 +130,6 @@ class ArithmeticDecoder(nn.Module):
     """
 
     causal = True
-
-    def __init__(self, vocab_size: int, question_length: int, answer_width: int,
-                 positions: str = "sinusoidal", d_model: int = 64, num_heads: int = 4,
-                 num_layers: int = 3, d_ff: int = 128, dropout: float = 0.0):
-        super().__init__()
-        _require_count("question_length", question_length)
-        _require_count("answer_width", answer_width)
-        self.question_length, self.answer_width = question_length, answer_width
-        self.backbone = _Backbone(vocab_size, question_length + answer_width, positions,
-                                  d_model, num_heads, num_layers, d_ff, dropout)
 
     def forward(self, tokens: torch.Tensor, need_weights: bool = False):
         length = tokens.shape[-1] if isinstance(tokens, torch.Tensor) else 0
