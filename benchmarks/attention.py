@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -47,6 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from qkv import report
 from qkv.multihead import MultiHeadAttention
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -264,17 +264,6 @@ def format_memory_row(row: dict) -> str:
     return f"{str(size):28s} {parts}"
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def summary(time_rows_: list[dict]) -> dict:
     """The worst (smallest) ratio torch / ours of each path over every size and pass."""
     return {f"min_ratio_{name}": min(row["ratio"][name] for row in time_rows_)
@@ -312,7 +301,7 @@ def describe_run(args: argparse.Namespace, argv, warmup: int, repeats: int) -> d
     device = torch.device(args.device)
     return {
         "benchmark": "multi-head self-attention: qkv readable / fast path vs nn.MultiheadAttention",
-        "device": device_name(device), "device_type": device.type, "dtype": args.dtype,
+        "device": report.device_name(device), "device_type": device.type, "dtype": args.dtype,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
         # other processes on the machine slow every variant alike (calls are interleaved),

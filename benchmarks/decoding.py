@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from qkv import report
 from qkv.decoding import greedy_decode
 from qkv.runtime import set_threads
 from qkv.seq2seq import Seq2SeqTransformer
@@ -89,8 +89,8 @@ def main() -> None:
         "model": {k: getattr(RECIPES["book"], k) for k in (
             "d_model", "num_heads", "num_encoder_layers", "num_decoder_layers", "d_ff")},
         "date": datetime.date.today().isoformat(), "dtype": "float32",
-        "device": "cpu", "threads": threads, "processor": platform.processor() or
-        platform.machine(), "torch": torch.__version__, "repeats": args.repeats,
+        "device": report.device_name("cpu"), "threads": threads, "torch": torch.__version__,
+        "repeats": args.repeats,
         "timing": "fastest of the repeats", "results": rows,
         "summary": {f"cached / uncached speed-up, batch {row['batch']}": row["speedup"]
                     for row in rows},

@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -36,16 +35,8 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 def device_name() -> tuple[str, str]:
     """(device type, readable name) of the machine the chapters run on."""
-    if torch.cuda.is_available():
-        return "gpu", torch.cuda.get_device_name(0)
-    model = platform.processor() or "CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return "cpu", f"{model}, {os.cpu_count()} cores"
+    device_type = "gpu" if torch.cuda.is_available() else "cpu"
+    return device_type, report.device_name("cuda" if device_type == "gpu" else "cpu")
 
 
 def run_chapter(path: Path, budget: str, timeout: int) -> dict:

@@ -1,6 +1,7 @@
 """qkv.report: the results page's rows come from the result files, with device and date."""
 
 import json
+import os
 
 import pytest
 
@@ -36,6 +37,10 @@ def test_rows_from_chapter_runs_and_benchmarks(tmp_path):
     assert table[0] == "| benchmark | quantity | value | device | date |"
     assert table[2] == "| attention | min_ratio_fast | 1.111 | CPU y | 2026-11-20 |"
     assert report.markdown_table([]) == "(nothing measured yet)"
+
+
+def test_device_name_gives_the_cpu_and_its_cores():
+    assert report.device_name("cpu").endswith(f", {os.cpu_count()} cores")
 
 
 def test_a_result_without_device_or_date_is_rejected(tmp_path):

@@ -15,10 +15,29 @@ no figure is typed in by hand.
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 """The folder of result files in a checkout of the repository."""
+
+
+def device_name(device="cpu") -> str:
+    """How result files name a device: the GPU's name, or the CPU model and its core count."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores"
 
 
 def load_results(folder: Path | str = RESULTS) -> list[dict]:
