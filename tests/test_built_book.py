@@ -77,3 +77,13 @@ def test_student_edition_shows_exercises_and_no_solution(stem):
     assert len(page.select(".exercise")) >= 4
     assert not page.select(".solution")
     assert not re.search(r"\bSolution to\b", page.get_text())
+
+
+@pytest.mark.parametrize("stem", WRITTEN)
+def test_figures_and_exercises_are_numbered_within_their_chapter(stem):
+    """Fig. 6.1, 6.2, ... and Exercise 6.1, ... (see _ext/qkv_book.py), in captions and titles."""
+    page, chapter = _page(BOOK, stem), int(stem[:2])
+    figures = [span.get_text() for span in page.select("figcaption .caption-number")]
+    assert figures == [f"Fig. {chapter}.{i} " for i in range(1, len(figures) + 1)]
+    exercises = re.findall(r"Exercise (\d+(?:\.\d+)?)", page.get_text())
+    assert exercises and all(number.startswith(f"{chapter}.") for number in exercises)
