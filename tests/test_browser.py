@@ -24,7 +24,7 @@ STUDENT = ROOT / "_build" / "student" / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = os.environ.get("QKV_CHROMIUM", "/usr/bin/chromium")
 CHAPTERS = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
-PAGES = ["intro"] + [f"chapters/{stem}" for stem in CHAPTERS]
+PAGES = ["intro"] + [f"chapters/{stem}" for stem in CHAPTERS] + ["results"]
 WITH_EXERCISES = [
     f"chapters/{p.stem}" for p in sorted((ROOT / "chapters").glob("*.ipynb"))
     if "{exercise}" in p.read_text(encoding="utf-8")

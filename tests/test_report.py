@@ -30,6 +30,7 @@ def test_rows_from_chapter_runs_and_benchmarks(tmp_path):
         "chapter": "06_transformer", "budget": "book", "wall time (s)": 400.0,
         "device": "CPU x, 1 thread(s)", "date": "2026-11-22"}]  # a run's own threads and date
     assert [row["value"] for row in report.chapter_results(files)] == ["0.9951", "30 BLEU"]
+    assert report.chapter_results(files, ("smoke",)) == []
     assert report.benchmark_summaries(files) == [{
         "benchmark": "attention", "quantity": "min_ratio_fast", "value": "1.111",
         "device": "CPU y", "date": "2026-11-20"}]

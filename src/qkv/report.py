@@ -71,12 +71,14 @@ def chapter_times(files: list[dict]) -> list[dict]:
     ]
 
 
-def chapter_results(files: list[dict]) -> list[dict]:
-    """Rows ``chapter, budget, result, value, device, date`` of every recorded chapter result."""
+def chapter_results(files: list[dict], budgets=("smoke", "book", "full")) -> list[dict]:
+    """Rows ``chapter, budget, result, value, device, date`` of the recorded chapter results
+    of the given ``budgets`` (the pages show book and full: smoke results only prove a run)."""
     return [
         {"chapter": run["chapter"], "budget": run["budget"], "result": item["name"],
          "value": _format(item["value"], item.get("unit", "")), **_where(data, run)}
-        for data in files for run in data.get("chapters", []) for item in run["results"]
+        for data in files for run in data.get("chapters", []) if run["budget"] in budgets
+        for item in run["results"]
     ]
 
 
