@@ -12,22 +12,15 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+from built_book import BOOK, CHAPTERS, ROOT, STUDENT, needs_built_book
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("QKV_CHECK_BUILT_BOOK") != "1",
-    reason="set QKV_CHECK_BUILT_BOOK=1 after `make book` and `make student` (as .ci/run does)",
-)
-
-ROOT = Path(__file__).resolve().parents[1]
-BOOK = ROOT / "_build" / "html"
-STUDENT = ROOT / "_build" / "student" / "_build" / "html"
+pytestmark = needs_built_book
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = os.environ.get("QKV_CHROMIUM", "/usr/bin/chromium")
-CHAPTERS = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
 PAGES = ["intro"] + [f"chapters/{stem}" for stem in CHAPTERS] + ["results"]
 WITH_EXERCISES = [
-    f"chapters/{p.stem}" for p in sorted((ROOT / "chapters").glob("*.ipynb"))
-    if "{exercise}" in p.read_text(encoding="utf-8")
+    f"chapters/{stem}" for stem in CHAPTERS
+    if "{exercise}" in (ROOT / "chapters" / f"{stem}.ipynb").read_text(encoding="utf-8")
 ]
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -3,30 +3,15 @@
 Skipped unless QKV_CHECK_BUILT_BOOK=1, so that `make test` never judges a stale build.
 """
 
-import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 from bs4 import BeautifulSoup
+from built_book import BOOK, CHAPTERS, ROOT, STUDENT, needs_built_book
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("QKV_CHECK_BUILT_BOOK") != "1",
-    reason="set QKV_CHECK_BUILT_BOOK=1 after `make book` and `make student` (as .ci/run does)",
-)
-
-ROOT = Path(__file__).resolve().parents[1]
-BOOK = ROOT / "_build" / "html"
-STUDENT = ROOT / "_build" / "student" / "_build" / "html"
+pytestmark = needs_built_book
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
-CHAPTERS = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
-WRITTEN = [  # chapters with code, as opposed to outlines of chapters still to be written
-    stem for stem in CHAPTERS
-    if any(cell["cell_type"] == "code" for cell in
-           json.loads((ROOT / "chapters" / f"{stem}.ipynb").read_text(encoding="utf-8"))["cells"])
-]
 
 
 def _page(root, stem):
@@ -50,7 +35,7 @@ def test_colab_button_opens_this_chapter_on_the_configured_branch(stem):
     assert expected in links, f"no Colab link to {expected}"
 
 
-@pytest.mark.parametrize("stem", WRITTEN)
+@pytest.mark.parametrize("stem", CHAPTERS)
 def test_written_chapters_have_captioned_figures_with_alt_text_and_maths(stem):
     page = _page(BOOK, stem)
     images = page.select("main img, article img")
@@ -63,7 +48,7 @@ def test_written_chapters_have_captioned_figures_with_alt_text_and_maths(stem):
     assert page.select(".math"), "maths is marked up for MathJax"
 
 
-@pytest.mark.parametrize("stem", WRITTEN)
+@pytest.mark.parametrize("stem", CHAPTERS)
 def test_book_shows_exercises_with_solutions(stem):
     page = _page(BOOK, stem)
     exercises = page.select(".exercise")
@@ -71,7 +56,7 @@ def test_book_shows_exercises_with_solutions(stem):
     assert len(page.select(".solution")) == len(exercises)
 
 
-@pytest.mark.parametrize("stem", WRITTEN)
+@pytest.mark.parametrize("stem", CHAPTERS)
 def test_student_edition_shows_exercises_and_no_solution(stem):
     page = _page(STUDENT, stem)
     assert len(page.select(".exercise")) >= 4
@@ -79,7 +64,7 @@ def test_student_edition_shows_exercises_and_no_solution(stem):
     assert not re.search(r"\bSolution to\b", page.get_text())
 
 
-@pytest.mark.parametrize("stem", WRITTEN)
+@pytest.mark.parametrize("stem", CHAPTERS)
 def test_figures_and_exercises_are_numbered_within_their_chapter(stem):
     """Fig. 6.1, 6.2, ... and Exercise 6.1, ... (see _ext/qkv_book.py), in captions and titles."""
     page, chapter = _page(BOOK, stem), int(stem[:2])

@@ -214,6 +214,19 @@ class MultiHeadAttention(nn.Module):
         if self.rotary is not None:
             q, k = self.rotary(q, offset=q_offset), self.rotary(k, offset=k_offset)
         v = self.split_heads(self.W_v(value))  # (B, H, L_k, D_h)
+        return self.attend_heads(q, k, v, mask, need_weights)
+
+    def attend_heads(self, q, k, v, mask=None, need_weights=False):
+        """Attend with queries, keys and values already split into heads, then merge and project.
+
+        Args:
+            q: (B, H, L_q, D_h); k, v: (B, H, L_k, D_h), already projected (and rotated).
+            mask: None or boolean, broadcastable to (B, H, L_q, L_k); True = may attend.
+            need_weights: the readable path with weights (True) or the fused path (False).
+
+        Returns:
+            ``(output (B, L_q, d_model), weights (B, H, L_q, L_k) or None)``.
+        """
         dropout_p = self.dropout if self.training else 0.0
         if need_weights:
             heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)

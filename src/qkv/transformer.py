@@ -35,9 +35,8 @@ from qkv.attention import (
     _require_float,
     _require_probability,
     causal_mask,
-    scaled_dot_product_attention,
 )
-from qkv.multihead import MultiHeadAttention, _fused
+from qkv.multihead import MultiHeadAttention
 
 
 def _require_features(name: str, x: torch.Tensor, d_model: int, rank: int = 3) -> None:
@@ -287,13 +286,7 @@ class KVCache:
 
 def _attend(mha: MultiHeadAttention, query, keys, values, mask, need_weights):
     """Attention of ``query`` (B, L_q, d) against keys/values already split (B, H, L_k, D_h)."""
-    q = mha.split_heads(mha.W_q(query))
-    dropout_p = mha.dropout if mha.training else 0.0
-    if need_weights:
-        heads, weights = scaled_dot_product_attention(q, keys, values, mask, dropout_p)
-    else:
-        heads, weights = _fused(q, keys, values, mask, dropout_p), None
-    return mha.W_o(mha.merge_heads(heads)), weights
+    return mha.attend_heads(mha.split_heads(mha.W_q(query)), keys, values, mask, need_weights)
 
 
 def _keys_values(mha: MultiHeadAttention, x):

@@ -1,0 +1,21 @@
+"""Where the built books are, and the marker that skips their checks unless asked for.
+
+Shared by ``test_built_book.py`` (the HTML as files) and ``test_browser.py`` (the HTML in
+Chromium). Both run only with QKV_CHECK_BUILT_BOOK=1, which .ci/run sets after `make book` and
+`make student`, so that `make test` never judges a stale or missing build.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+needs_built_book = pytest.mark.skipif(
+    os.environ.get("QKV_CHECK_BUILT_BOOK") != "1",
+    reason="set QKV_CHECK_BUILT_BOOK=1 after `make book` and `make student` (as .ci/run does)",
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "_build" / "html"
+STUDENT = ROOT / "_build" / "student" / "_build" / "html"
+CHAPTERS = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
