@@ -43,7 +43,7 @@ book: $(STAMP)
 test: $(STAMP)
 	QKV_BUDGET=smoke $(PY) -m pytest tests chapters --nbval-lax --nbval-current-env
 
-## make student: the student edition (no solutions) in _build/student/html, and its
+## make student: the student edition (no solutions) in _build/student/_build/html, and its
 ## notebooks in _build/student/source/chapters.
 student: $(STAMP)
 	rm -rf _build/student

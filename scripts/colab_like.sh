@@ -2,7 +2,8 @@
 # A Colab-like run: a fresh virtual environment on Python 3.12 with only what Colab preinstalls,
 # then every chapter executed top to bottom, its own first cell doing the install (from this
 # checkout instead of the network, through QKV_INSTALL_SOURCE). It proves that the Colab cell
-# installs what the chapters need and nothing that conflicts with Colab's torch and numpy.
+# installs what the chapters need and replaces none of the packages Colab ships (torch, numpy,
+# ipywidgets, ...).
 #
 #   bash scripts/colab_like.sh [VENV_DIR] [BUDGET] [CHAPTERS]
 #   (defaults: /tmp/qkv-colab, smoke, every chapter; CHAPTERS like "01 04")
@@ -20,9 +21,10 @@ fi
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
-  # What a Colab runtime ships (the packages the chapters use from it), unpinned.
+  # What a Colab runtime ships (the packages the chapters use from it): the newest releases,
+  # except ipywidgets, which Colab keeps on the 7.7 line for its own widget manager.
   "$venv/bin/pip" install -q torch torchvision numpy matplotlib pandas scipy requests pillow \
-    ipython ipykernel ipywidgets tqdm nbclient nbformat matplotlib-inline
+    ipython ipykernel "ipywidgets==7.7.1" tqdm nbclient nbformat matplotlib-inline
 fi
 # Colab's kernel has google.colab imported at start-up; the chapters' first cell looks for it.
 site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
@@ -30,7 +32,8 @@ mkdir -p "$site/google/colab"
 touch "$site/google/__init__.py" "$site/google/colab/__init__.py"
 echo "import google.colab  # noqa: simulate Colab's start-up" > "$site/sitecustomize.py"
 
-before=$("$venv/bin/python" -c "import torch, numpy; print(torch.__version__, numpy.__version__)")
+preinstalled() { "$venv/bin/pip" freeze --exclude-editable | grep -viE '^(qkv|d2l)[=@ ]' | sort; }
+before=$(preinstalled)
 "$venv/bin/pip" uninstall -q -y qkv d2l 2>/dev/null || true   # each run installs afresh
 
 QKV_INSTALL_SOURCE="$repo" QKV_BUDGET="$budget" QKV_STATIC_FIGURES=1 \
@@ -60,7 +63,10 @@ for path in sorted((repo / "chapters").glob("*.ipynb")):
     print(f"{path.stem:28s} {time.perf_counter() - start:7.1f} s  {status}", flush=True)
 sys.exit(1 if failures else 0)
 PY
-after=$("$venv/bin/python" -c "import torch, numpy; print(torch.__version__, numpy.__version__)")
-echo "torch and numpy before the chapters: $before; after: $after"
-[ "$before" = "$after" ] || { echo "the Colab cell changed Colab's torch or numpy"; exit 1; }
+changed=$(diff <(echo "$before") <(preinstalled) | grep '^<' | sed 's/^< /  /' || true)
+if [ -n "$changed" ]; then
+  echo "the Colab cell replaced or removed packages Colab ships:"; echo "$changed"; exit 1
+fi
+echo "every preinstalled package kept its version, among them:" \
+  $(echo "$before" | grep -iE '^(torch|numpy|ipywidgets)==')
 echo "Colab-like run passed"
