@@ -36,7 +36,8 @@ preinstalled() { "$venv/bin/pip" freeze --exclude-editable | grep -viE '^(qkv|d2
 before=$(preinstalled)
 "$venv/bin/pip" uninstall -q -y qkv d2l 2>/dev/null || true   # each run installs afresh
 
-QKV_INSTALL_SOURCE="$repo" QKV_BUDGET="$budget" QKV_STATIC_FIGURES=1 \
+# As on Colab, QKV_STATIC_FIGURES is unset: the chapters build their sliders with ipywidgets 7.7.
+QKV_INSTALL_SOURCE="$repo" QKV_BUDGET="$budget" \
   "$venv/bin/python" - "$repo" "$chapters" <<'PY'
 import sys, time
 from pathlib import Path
