@@ -41,7 +41,10 @@ def _mobius_add_reference(x, y, c):
 
 
 def _mobius_add_wrong_sign(x, y, c):
-    """A common slip: a minus sign on the inner-product terms, as in x (+) (-y)."""
+    """A common slip: both <x, y> terms with the wrong sign, all else unchanged.
+
+    This is not x (+) (-y), which would also flip the sign of the y term.
+    """
     xy = (x * y).sum(-1, keepdim=True)
     x2, y2 = x.pow(2).sum(-1, keepdim=True), y.pow(2).sum(-1, keepdim=True)
     return (((1 - 2 * c * xy + c * y2) * x + (1 - c * x2) * y)
