@@ -19,3 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "_build" / "html"
 STUDENT = ROOT / "_build" / "student" / "_build" / "html"
 CHAPTERS = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
+
+
+def describes_image(alt: str, src: str) -> bool:
+    """True if ``alt`` describes the image: not empty, and not the file name that Sphinx writes
+    when a figure has no alt text of its own (e.g. alt="../_images/3120...png")."""
+    alt = alt.strip()
+    return bool(alt) and alt.rsplit("/", 1)[-1] != src.rsplit("/", 1)[-1]

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-from built_book import BOOK, CHAPTERS, ROOT, STUDENT, needs_built_book
+from built_book import BOOK, CHAPTERS, ROOT, STUDENT, describes_image, needs_built_book
 
 pytestmark = needs_built_book
 SHOTS = ROOT / "_build" / "screenshots"
@@ -70,7 +70,8 @@ def test_page_renders_cleanly(browser, page_name):
             .map(i => ({src: i.src, width: i.naturalWidth, alt: i.alt}))""")
         for image in images:
             assert image["width"] > 0, f"image did not load: {image['src']}"
-            assert image["alt"].strip(), f"image without alt text: {image['src']}"
+            assert describes_image(image["alt"], image["src"]), \
+                f"image without alt text of its own: {image['src']}"
         # internal links: the file exists and so does the anchor
         links = page.evaluate("""() => Array.from(document.querySelectorAll('a[href]'))
             .map(a => a.href).filter(h => h.startsWith('file:'))""")
