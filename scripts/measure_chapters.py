@@ -39,23 +39,61 @@ def device_name() -> tuple[str, str]:
     return device_type, report.device_name("cuda" if device_type == "gpu" else "cpu")
 
 
-def run_chapter(path: Path, budget: str, timeout: int) -> dict:
-    """Execute one chapter with ``budget``; return its wall time and recorded results."""
+def run_chapter(path: Path, budget: str, timeout: int, env: dict | None = None,
+                allow_errors: bool = False) -> dict:
+    """Execute one chapter with ``budget``; return its wall time, results and claims.
+
+    ``env`` adds environment variables for the kernel (``QKV_SEED``, ``QKV_THREADS``). With
+    ``allow_errors`` a failing cell does not stop the run: the result lists the failing cells
+    (index and error name) under ``errors``, and every :func:`qkv.runtime.claim` is collected
+    (true or false) under ``claims``.
+    """
     notebook = nbformat.read(path, as_version=4)
+    saved = dict(os.environ)
     with tempfile.TemporaryDirectory() as scratch:
-        results_file = Path(scratch) / "results.jsonl"
+        results_file, claims_file = Path(scratch) / "results.jsonl", Path(scratch) / "claims.jsonl"
         os.environ.update(QKV_BUDGET=budget, QKV_RESULTS_FILE=str(results_file),
-                          QKV_STATIC_FIGURES="1")
-        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}})
-        start = time.perf_counter()
-        client.execute()
-        wall = time.perf_counter() - start
-        lines = results_file.read_text().splitlines() if results_file.exists() else []
+                          QKV_STATIC_FIGURES="1", **(env or {}))
+        if allow_errors:
+            os.environ["QKV_CLAIMS_FILE"] = str(claims_file)
+        try:
+            client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                                    allow_errors=allow_errors,
+                                    resources={"metadata": {"path": str(path.parent)}})
+            start = time.perf_counter()
+            client.execute()
+            wall = time.perf_counter() - start
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        read = lambda file: [json.loads(line) for line in  # noqa: E731
+                             (file.read_text().splitlines() if file.exists() else [])]
+        results, claims = read(results_file), read(claims_file)
+    errors = [{"cell": index, "error": output.get("ename", "?"), "message": output.get("evalue", "")}
+              for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"
+              for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+    threads = (env or {}).get("QKV_THREADS") or os.environ.get("QKV_THREADS")
     return {"chapter": path.stem, "budget": budget, "wall_s": wall,
-            "threads": int(os.environ.get("QKV_THREADS") or torch.get_num_threads()),
+            "threads": int(threads or torch.get_num_threads()),
             "date": datetime.date.today().isoformat(),
-            "results": [json.loads(line) for line in lines]}
+            "results": results, **({"claims": claims, "errors": errors} if allow_errors else {})}
+
+
+def chapter_paths(numbers: list[str] | None) -> list[Path]:
+    """The chapters with code, all or those whose names start with one of ``numbers``."""
+    paths = sorted(CHAPTERS.glob("*.ipynb"))
+    if numbers is not None:
+        unknown = set(numbers) - {p.name[:2] for p in paths}
+        if unknown:
+            raise SystemExit(f"--chapters: no chapter numbered {', '.join(sorted(unknown))}")
+        paths = [p for p in paths if p.name[:2] in numbers]
+    return [p for p in paths
+            if any(c.cell_type == "code" for c in nbformat.read(p, as_version=4).cells)]
+
+
+def write_atomically(out: Path, data: dict) -> None:
+    """Write ``data`` as JSON to ``out`` through a temporary file, so a crash leaves no half file."""
+    write_atomically(out, data)
 
 
 def merge(out: Path, runs: list[dict], device_type: str, device: str) -> None:
@@ -71,9 +109,7 @@ def merge(out: Path, runs: list[dict], device_type: str, device: str) -> None:
     data.update(device_type=device_type, device=device, torch=torch.__version__,
                 date=datetime.date.today().isoformat(), command="python scripts/measure_chapters.py",
                 chapters=sorted(kept + runs, key=lambda r: (r["chapter"], order[r["budget"]])))
-    temporary = out.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(data, indent=1) + "\n")
-    temporary.replace(out)
+    write_atomically(out, data)
 
 
 def refresh_readme() -> None:
@@ -107,13 +143,8 @@ def main() -> None:
     args = parser.parse_args()
     device_type, device = device_name()
     out = args.out or report.RESULTS / f"chapters-{device_type}.json"
-    paths = sorted(CHAPTERS.glob("*.ipynb"))
-    if args.chapters is not None:
-        paths = [p for p in paths if p.name[:2] in args.chapters]
     runs = []
-    for path in paths:
-        if not any(c.cell_type == "code" for c in nbformat.read(path, as_version=4).cells):
-            continue  # an outline, nothing to run
+    for path in chapter_paths(args.chapters):
         for budget in args.budgets:
             run = run_chapter(path, budget, args.timeout)
             print(f"{path.stem:28s} {budget:6s} {run['wall_s']:7.1f} s  "

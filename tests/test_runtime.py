@@ -1,5 +1,6 @@
 """qkv.runtime: budgets, seeding, threads and device choice."""
 
+import json
 import random
 
 import numpy as np
@@ -104,3 +105,55 @@ def test_record_without_results_file_only_prints(monkeypatch, tmp_path, capsys):
 def test_record_bad_input(name, value, error):
     with pytest.raises(error):
         runtime.record(name, value)
+
+
+def test_seed_from_environment_overrides_setup(monkeypatch, capsys):
+    monkeypatch.setenv("QKV_SEED", "2")
+    run = runtime.setup(seed=0, num_threads=torch.get_num_threads())
+    assert run.seed == 2 and "seed=2 (from QKV_SEED)" in capsys.readouterr().out
+    monkeypatch.setenv("QKV_SEED", "-1")
+    with pytest.raises(ValueError, match="QKV_SEED must be a non-negative integer; got '-1'"):
+        runtime.setup()
+    monkeypatch.delenv("QKV_SEED")
+    assert runtime.setup(seed=5).seed == 5
+
+
+def test_step_budget_is_capped_only_in_a_dry_run(monkeypatch):
+    monkeypatch.setenv("QKV_BUDGET", "full")
+    monkeypatch.delenv("QKV_DRY_RUN_STEPS", raising=False)
+    assert runtime.step_budget(smoke=1, book=10, full=1000) == 1000
+    monkeypatch.setenv("QKV_DRY_RUN_STEPS", "3")
+    assert runtime.step_budget(smoke=1, book=10, full=1000) == 3
+    assert runtime.by_budget(smoke=1, book=10, full=1000) == 1000  # sizes are not capped
+    monkeypatch.setenv("QKV_DRY_RUN_STEPS", "0")
+    with pytest.raises(ValueError, match="QKV_DRY_RUN_STEPS must be a positive integer"):
+        runtime.step_budget(smoke=1, book=10, full=1000)
+
+
+def test_claim_raises_records_or_prints(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("QKV_CLAIMS_FILE", raising=False)
+    monkeypatch.delenv("QKV_DRY_RUN_STEPS", raising=False)
+    assert runtime.claim(torch.tensor(True), "a true claim")
+    with pytest.raises(AssertionError, match="claim does not hold: accuracy above 0.9"):
+        runtime.claim(0.5 > 0.9, "accuracy above 0.9")
+    claims = tmp_path / "claims.jsonl"
+    monkeypatch.setenv("QKV_CLAIMS_FILE", str(claims))
+    assert not runtime.claim(False, "collected, not raised")
+    assert runtime.claim(True, "collected too")
+    assert [json.loads(line) for line in claims.read_text().splitlines()] == [
+        {"claim": "collected, not raised", "holds": False}, {"claim": "collected too", "holds": True}]
+    monkeypatch.delenv("QKV_CLAIMS_FILE")
+    monkeypatch.setenv("QKV_DRY_RUN_STEPS", "2")
+    assert not runtime.claim(False, "printed in a dry run")
+    assert "claim does not hold here: printed in a dry run" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="statement must be a non-empty string"):
+        runtime.claim(True, " ")
+
+
+def test_glue_returns_the_value_and_rejects_bad_names():
+    assert runtime.glue("best_h", torch.tensor(0.25)) == 0.25
+    assert runtime.glue("device_name", "cpu") == "cpu"
+    with pytest.raises(ValueError, match="name must be letters, digits and underscores"):
+        runtime.glue("best h", 1.0)
+    with pytest.raises(TypeError, match="value must be a number or a string"):
+        runtime.glue("flag", True)

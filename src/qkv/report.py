@@ -76,7 +76,7 @@ def chapter_results(files: list[dict], budgets=("smoke", "book", "full")) -> lis
     of the given ``budgets`` (the pages show book and full: smoke results only prove a run)."""
     return [
         {"chapter": run["chapter"], "budget": run["budget"], "result": item["name"],
-         "value": _format(item["value"], item.get("unit", "")), **_where(data, run)}
+         "value": format_value(item["value"], item.get("unit", "")), **_where(data, run)}
         for data in files for run in data.get("chapters", []) if run["budget"] in budgets
         for item in run["results"]
     ]
@@ -85,13 +85,14 @@ def chapter_results(files: list[dict], budgets=("smoke", "book", "full")) -> lis
 def benchmark_summaries(files: list[dict]) -> list[dict]:
     """Rows ``benchmark, quantity, value, device, date`` from each benchmark's ``summary``."""
     return [
-        {"benchmark": data["benchmark"], "quantity": name, "value": _format(value, ""),
+        {"benchmark": data["benchmark"], "quantity": name, "value": format_value(value, ""),
          **_where(data)}
         for data in files if "benchmark" in data for name, value in data["summary"].items()
     ]
 
 
-def _format(value, unit: str) -> str:
+def format_value(value, unit: str = "") -> str:
+    """A recorded value as the tables show it: four significant digits, then the unit."""
     text = f"{value:.4g}" if isinstance(value, float) else str(value)
     return f"{text} {unit}".strip()
 

@@ -11,6 +11,18 @@ Budgets are counts, never wall-clock limits, so that a re-run prints the same nu
 
 The budget comes from the environment variable ``QKV_BUDGET``; without it, ``full`` on a CUDA
 machine and ``book`` elsewhere.
+
+The same seed still prints different numbers on another CPU, torch release, thread count or a
+GPU. So a chapter states what it measured in two ways that cannot drift from the output:
+
+* :func:`claim` asserts a property of a trained, sampled or timed outcome (a claim the text
+  makes), checked by ``scripts/check_claims.py`` for several seeds (``QKV_SEED``) and threads;
+* :func:`glue` hands a measured number to the prose (myst-nb's ``{glue:text}`` role), so the
+  text never types a figure that a cell computes.
+
+One test hook, ``QKV_DRY_RUN_STEPS``, caps every step count chosen with :func:`step_budget`
+(sizes stay as the budget sets them) and turns failed claims into printed notes: the test suite
+runs the full budget's code path on the CPU this way, for a few steps.
 """
 
 from __future__ import annotations
@@ -52,6 +64,37 @@ def by_budget(smoke: T, book: T, full: T) -> T:
     Example: ``steps = by_budget(smoke=20, book=500, full=5000)``.
     """
     return {"smoke": smoke, "book": book, "full": full}[budget()]
+
+
+def dry_run_steps() -> int | None:
+    """The step cap of a dry run (``QKV_DRY_RUN_STEPS``, a test hook), or None normally."""
+    env = os.environ.get("QKV_DRY_RUN_STEPS", "").strip()
+    if not env:
+        return None
+    if not env.isdigit() or int(env) < 1:
+        raise ValueError(f"QKV_DRY_RUN_STEPS must be a positive integer; got {env!r}")
+    return int(env)
+
+
+def step_budget(smoke: int, book: int, full: int) -> int:
+    """Like :func:`by_budget`, for a count of training steps (or epochs) only.
+
+    In a dry run (``QKV_DRY_RUN_STEPS=N``, a test hook) the count is capped at N, so the test
+    suite can run the full budget's models and data for a few steps on the CPU.
+    """
+    steps = by_budget(smoke=smoke, book=book, full=full)
+    cap = dry_run_steps()
+    return steps if cap is None else min(steps, cap)
+
+
+def seed_from_environment(seed: int) -> tuple[int, bool]:
+    """``(QKV_SEED, True)`` when that variable is set, else ``(seed, False)``."""
+    env = os.environ.get("QKV_SEED", "").strip()
+    if not env:
+        return seed, False
+    if not env.isdigit():
+        raise ValueError(f"QKV_SEED must be a non-negative integer; got {env!r}")
+    return int(env), True
 
 
 def seed_everything(seed: int) -> None:
@@ -102,25 +145,104 @@ class Run:
     budget: str
     device: torch.device
     threads: int
+    seed_from_environment: bool = False
 
     def __str__(self) -> str:
+        seed = f"{self.seed} (from QKV_SEED)" if self.seed_from_environment else str(self.seed)
+        dry = f", dry run of {dry_run_steps()} steps" if dry_run_steps() else ""
         return (
-            f"budget={self.budget}, device={self.device}, seed={self.seed}, "
-            f"threads={self.threads}, torch={torch.__version__}"
+            f"budget={self.budget}, device={self.device}, seed={seed}, "
+            f"threads={self.threads}, torch={torch.__version__}{dry}"
         )
 
 
 def setup(seed: int = 0, device: str | None = None, num_threads: int | None = None) -> Run:
-    """Seed once, set threads, choose the device and read the budget; print and return them."""
+    """Seed once, set threads, choose the device and read the budget; print and return them.
+
+    The environment variable ``QKV_SEED`` overrides ``seed`` (the printed line says so), so
+    that any chapter can be re-run with another seed.
+    """
+    seed, from_environment = seed_from_environment(seed)
     seed_everything(seed)
     run = Run(
         seed=seed,
         budget=budget(),
         device=choose_device(device),
         threads=set_threads(num_threads),
+        seed_from_environment=from_environment,
     )
     print(run)
     return run
+
+
+def claim(holds, statement: str) -> bool:
+    """Check a claim the text makes about a trained, sampled or timed outcome.
+
+    Use it for what can change with the seed, the machine or the thread count (an accuracy
+    above a margin, one model beating another); exact facts (parity with PyTorch, an identity)
+    keep a plain ``assert``. A false claim raises ``AssertionError(statement)``, except:
+
+    * with ``QKV_CLAIMS_FILE`` set (``scripts/check_claims.py``), every claim is appended to that
+      file as a JSON line ``{"claim", "holds"}`` and a false one is printed, not raised, so one
+      run reports every claim;
+    * in a dry run (``QKV_DRY_RUN_STEPS``), a false claim is printed: a few steps prove the code
+      runs, not what training reaches.
+
+    Args:
+        holds: the outcome of the check (anything ``bool()`` accepts, e.g. a 0-d tensor).
+        statement: the claim in words, as the text makes it.
+
+    Returns:
+        Whether the claim holds.
+    """
+    if not isinstance(statement, str) or not statement.strip():
+        raise ValueError(f"statement must be a non-empty string; got {statement!r}")
+    holds = bool(holds)
+    path = os.environ.get("QKV_CLAIMS_FILE", "").strip()
+    if path:
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(json.dumps({"claim": statement, "holds": holds}) + "\n")
+    if not holds:
+        if path or dry_run_steps():
+            print(f"claim does not hold here: {statement}")
+        else:
+            raise AssertionError(f"claim does not hold: {statement}")
+    return holds
+
+
+class _Text:
+    """A string that IPython displays without quotes (for ``{glue:text}``)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def glue(name: str, value):
+    """Hand a measured value to the chapter's prose and return it unchanged.
+
+    In the built book, ``{glue:text}`name``` (or ``{glue:text}`name:.2f``` for a number) shows
+    the value in a sentence, so prose and output cannot disagree. Outside the book build
+    (Colab, a plain Jupyter kernel without myst-nb) nothing is shown.
+
+    Args:
+        name: the key the prose uses; letters, digits and underscores.
+        value: a number or a short string.
+    """
+    if not isinstance(name, str) or not name.replace("_", "").isalnum():
+        raise ValueError(f"name must be letters, digits and underscores; got {name!r}")
+    if isinstance(value, torch.Tensor):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"value must be a number or a string; got {type(value).__name__}")
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return value
+    myst_glue(name, _Text(value) if isinstance(value, str) else value, display=False)
+    return value
 
 
 def record(name: str, value: float | int | str, unit: str = "") -> None:

@@ -1,0 +1,62 @@
+"""No chapter's prose types a number that the chapter measures.
+
+Each chapter records its headline results with :func:`qkv.runtime.record`; the result files
+under ``benchmarks/results/`` keep them. A sentence that quotes one of them must take it from
+the run (myst-nb's ``{glue:text}``), never type it: typed, it disagrees with the output printed
+under it as soon as the chapter runs on another machine, seed or thread count.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from qkv import report
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+def recorded_values(chapter: str) -> set[float]:
+    """Every float result the chapter recorded, in any result file, any budget and seed."""
+    values = set()
+    for data in report.load_results():
+        for run in data.get("chapters", []) + data.get("runs", []):
+            if run["chapter"] == chapter:
+                values |= {r["value"] for r in run["results"] if isinstance(r["value"], float)}
+    return values
+
+
+def spellings(value: float) -> set[str]:
+    """How prose would type ``value``: 1 to 3 decimals, and as a percentage for a fraction.
+
+    Round numbers (1.0, 50 %) and spellings with fewer than two significant digits are left
+    out: they occur in prose for other reasons.
+    """
+    texts = {f"{value:.{d}f}" for d in (1, 2, 3)}
+    if 0 < value < 1:
+        texts |= {f"{100 * value:.{d}f} %" for d in (0, 1)}
+        texts |= {f"{100 * value:.{d}f}%" for d in (0, 1)}
+    kept = set()
+    for text in texts:
+        number = float(text.rstrip(" %"))
+        digits = text.rstrip(" %").replace(".", "").replace("-", "").lstrip("0")
+        if number != int(number) and len(digits) >= 2:
+            kept.add(text)
+    return kept
+
+
+def test_spellings():
+    assert spellings(0.2523) == {"0.25", "0.252", "25.2 %", "25.2%"}
+    assert "33.6" in spellings(33.6123) and "1.0" not in spellings(0.999)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_prose_does_not_type_a_recorded_result(path):
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    prose = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    typed = sorted({text for value in recorded_values(path.stem) for text in spellings(value)
+                    if re.search(rf"(?<![\d.]){re.escape(text)}(?![\d])", prose)})
+    assert not typed, (f"{path.name} types measured results {typed} in its prose: "
+                       "take them from the run with qkv.runtime.glue and {glue:text}")
