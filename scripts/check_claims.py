@@ -50,22 +50,17 @@ def merge(out: Path, run: dict, device_type: str, device: str) -> dict:
 
 
 def table(data: dict) -> str:
-    """The Markdown table of the runs in ``data``: one row per chapter, budget, seed, threads."""
-    rows = []
-    for run in data["runs"]:
-        failed = [c["claim"] for c in run["claims"] if not c["holds"]]
-        results = "; ".join(f"{r['name']} = {report.format_value(r['value'], r.get('unit', ''))}"
-                            for r in run["results"])
-        rows.append({
-            "chapter": run["chapter"], "budget": run["budget"], "seed": run["seed"],
-            "threads": run["threads"], "time (s)": round(run["wall_s"]),
-            "claims held": f"{len(run['claims']) - len(failed)}/{len(run['claims'])}",
-            "claims that failed": "; ".join(failed) or "none",
-            "cells that raised": "; ".join(f"cell {e['cell']}: {e['error']} {e['message'][:80]}"
-                                           for e in run["errors"]) or "none",
-            "results": results or "none",
-        })
-    return report.markdown_table(rows)
+    """The Markdown tables of the runs in ``data``: per chapter and budget, the claims that held
+    and failed and the cells that raised; then per run, its time and results."""
+    runs = [{"chapter": run["chapter"], "budget": run["budget"], "seed": run["seed"],
+             "threads": run["threads"], "time (s)": round(run["wall_s"]),
+             "claims held": f"{sum(c['holds'] for c in run['claims'])} of {len(run['claims'])}",
+             "cells that raised": len(run["errors"]),
+             "results": "; ".join(f"{r['name']} = {report.format_value(r['value'], r.get('unit', ''))}"
+                                  for r in run["results"]) or "none"}
+            for run in data["runs"]]
+    return (report.markdown_table(report.claim_checks([data])) + "\n\n"
+            + report.markdown_table(runs))
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def test_rows_from_chapter_runs_and_benchmarks(tmp_path):
         "device": "CPU x, 2 thread(s)", "date": "2026-11-21"}, {
         "chapter": "06_transformer", "budget": "book", "wall time (s)": 400.0,
         "device": "CPU x, 1 thread(s)", "date": "2026-11-22"}]  # a run's own threads and date
-    assert [row["value"] for row in report.chapter_results(files)] == ["0.9951", "30 BLEU"]
+    assert [row["seed 0"] for row in report.chapter_results(files)] == ["0.9951", "30 BLEU"]
     assert report.chapter_results(files, ("smoke",)) == []
     assert report.benchmark_summaries(files) == [{
         "benchmark": "attention", "quantity": "min_ratio_fast", "value": "1.111",
@@ -56,3 +56,43 @@ def test_committed_results_are_readable():
     files = report.load_results()
     assert files, "benchmarks/results/ holds at least one result"
     assert report.benchmark_summaries(files)
+
+
+def test_results_swept_over_seeds_show_seed_0_and_the_spread(tmp_path):
+    run = lambda seed, threads, bleu: {  # noqa: E731
+        "chapter": "06_transformer", "budget": "book", "seed": seed, "threads": threads,
+        "wall_s": 1.0, "claims": [], "errors": [],
+        "results": [{"name": "BLEU", "value": bleu, "unit": "BLEU"}]}
+    _write(tmp_path, "claims-cpu.json", {
+        "device": "CPU z", "date": "2026-12-02",
+        "runs": [run(0, 1, 33.0), run(0, 2, 33.5), run(1, 2, 31.25), run(2, 2, 34.0)]})
+    _write(tmp_path, "chapters-cpu.json", {
+        "device": "CPU x", "date": "2026-11-21", "threads": 2,
+        "chapters": [{"chapter": "06_transformer", "budget": "book", "wall_s": 2.0,
+                      "results": [{"name": "BLEU", "value": 30.0, "unit": "BLEU"}]},
+                     {"chapter": "05_positional_encoding", "budget": "book", "wall_s": 2.0,
+                      "results": [{"name": "accuracy", "value": 0.5, "unit": ""}]}]})
+    rows = report.chapter_results(report.load_results(tmp_path), ("book",))
+    assert rows == [
+        {"chapter": "06_transformer", "budget": "book", "result": "BLEU", "seed 0": "33.5 BLEU",
+         "spread over seeds (min–max)": "31.25–34 BLEU", "seeds; threads": "0, 1, 2; 1, 2",
+         "device": "CPU z", "date": "2026-12-02"},
+        {"chapter": "05_positional_encoding", "budget": "book", "result": "accuracy",
+         "seed 0": "0.5", "spread over seeds (min–max)": "seed 0 only", "seeds; threads": "0; 2",
+         "device": "CPU x", "date": "2026-11-21"}]  # the swept chapter's seed-0 row is not repeated
+
+
+def test_claim_checks_count_every_claim_of_every_run(tmp_path):
+    run = lambda seed, holds, errors: {  # noqa: E731
+        "chapter": "07_riemannian_geometry", "budget": "book", "seed": seed, "threads": 1,
+        "wall_s": 1.0, "results": [], "errors": errors,
+        "claims": [{"claim": "MAP higher in the disk", "holds": True},
+                   {"claim": "step size inside the grid", "holds": holds}]}
+    _write(tmp_path, "claims-cpu.json", {"device": "CPU z", "date": "2026-12-02", "runs": [
+        run(0, True, []), run(1, False, [{"cell": 12, "error": "AssertionError", "message": ""}])]})
+    assert report.claim_checks(report.load_results(tmp_path)) == [{
+        "chapter": "07_riemannian_geometry", "budget": "book", "seeds; threads": "0, 1; 1",
+        "claims held": "3 of 4",
+        "claims that failed": "step size inside the grid (seed 1, 1 thread(s))",
+        "cells that raised": "cell 12: AssertionError (seed 1, 1 thread(s))",
+        "device": "CPU z", "date": "2026-12-02"}]

@@ -72,14 +72,77 @@ def chapter_times(files: list[dict]) -> list[dict]:
 
 
 def chapter_results(files: list[dict], budgets=("smoke", "book", "full")) -> list[dict]:
-    """Rows ``chapter, budget, result, value, device, date`` of the recorded chapter results
-    of the given ``budgets`` (the pages show book and full: smoke results only prove a run)."""
-    return [
-        {"chapter": run["chapter"], "budget": run["budget"], "result": item["name"],
-         "value": format_value(item["value"], item.get("unit", "")), **_where(data, run)}
-        for data in files for run in data.get("chapters", []) if run["budget"] in budgets
-        for item in run["results"]
-    ]
+    """Rows ``chapter, budget, result, seed 0, spread over seeds, device, date`` of the results
+    the chapters record, for the given ``budgets`` (the pages show book and full: smoke results
+    only prove a run).
+
+    Where ``scripts/check_claims.py`` ran a chapter and budget over several seeds (``runs`` in a
+    claims file), the row takes seed 0 from it (the run with the most threads) and gives the
+    minimum and maximum over every seed and thread count tried. Otherwise the row comes from
+    ``scripts/measure_chapters.py`` (``chapters``), which runs seed 0 only, and says so.
+    """
+    rows, swept = [], set()
+    for data in files:
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for run in data.get("runs", []):
+            if run["budget"] in budgets:
+                groups.setdefault((run["chapter"], run["budget"]), []).append(run)
+        for (chapter, budget), runs in groups.items():
+            swept.add((chapter, budget))
+            lowest = min(r["seed"] for r in runs)  # seed 0 when it was run
+            first = max((r for r in runs if r["seed"] == lowest), key=lambda r: r["threads"])
+            seeds = sorted({r["seed"] for r in runs})
+            threads = sorted({r["threads"] for r in runs})
+            for item in first["results"]:
+                values = [i["value"] for r in runs for i in r["results"] if i["name"] == item["name"]]
+                unit = item.get("unit", "")
+                numeric = all(isinstance(v, (int, float)) for v in values)
+                spread = (f"{format_value(min(values))}–{format_value(max(values), unit)}"
+                          if numeric and len(values) > 1 else "one run only")
+                rows.append({
+                    "chapter": chapter, "budget": budget, "result": item["name"],
+                    "seed 0": format_value(item["value"], unit) if lowest == 0 else "not run",
+                    "spread over seeds (min–max)": spread,
+                    "seeds; threads": f"{', '.join(map(str, seeds))}; "
+                                      f"{', '.join(map(str, threads))}",
+                    "device": data["device"], "date": data["date"]})
+    for data in files:
+        for run in data.get("chapters", []):
+            if run["budget"] not in budgets or (run["chapter"], run["budget"]) in swept:
+                continue
+            where = _where(data, run)
+            rows += [{"chapter": run["chapter"], "budget": run["budget"], "result": item["name"],
+                      "seed 0": format_value(item["value"], item.get("unit", "")),
+                      "spread over seeds (min–max)": "seed 0 only",
+                      "seeds; threads": f"0; {run.get('threads', data.get('threads', '?'))}",
+                      "device": data["device"], "date": where["date"]}
+                     for item in run["results"]]
+    return rows
+
+
+def claim_checks(files: list[dict]) -> list[dict]:
+    """Rows ``chapter, budget, seeds; threads, claims held, claims that failed, cells that
+    raised, device, date``: one per chapter and budget that ``scripts/check_claims.py`` ran."""
+    rows = []
+    for data in files:
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for run in data.get("runs", []):
+            groups.setdefault((run["chapter"], run["budget"]), []).append(run)
+        for (chapter, budget), runs in groups.items():
+            claims = [c for r in runs for c in r["claims"]]
+            failed = sorted({f"{c['claim']} (seed {r['seed']}, {r['threads']} thread(s))"
+                             for r in runs for c in r["claims"] if not c["holds"]})
+            raised = sorted({f"cell {e['cell']}: {e['error']} (seed {r['seed']}, "
+                             f"{r['threads']} thread(s))" for r in runs for e in r["errors"]})
+            rows.append({
+                "chapter": chapter, "budget": budget,
+                "seeds; threads": f"{', '.join(map(str, sorted({r['seed'] for r in runs})))}; "
+                                  f"{', '.join(map(str, sorted({r['threads'] for r in runs})))}",
+                "claims held": f"{sum(c['holds'] for c in claims)} of {len(claims)}",
+                "claims that failed": "; ".join(failed) or "none",
+                "cells that raised": "; ".join(raised) or "none",
+                "device": data["device"], "date": data["date"]})
+    return rows
 
 
 def benchmark_summaries(files: list[dict]) -> list[dict]:
