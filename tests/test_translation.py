@@ -14,6 +14,7 @@ import torch
 from qkv.translation import (
     RECIPES,
     _length_groups,
+    capped,
     load_translator,
     main,
     train,
@@ -66,6 +67,19 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path):
     assert len(resumed.history["evals"]) == 2
     with pytest.raises(ValueError, match="another recipe"):
         train(dataclasses.replace(TINY, lr=1.0), tmp_path / "b", resume=True, progress=False)
+
+
+def test_a_dry_run_caps_the_recipe_steps(tmp_path, monkeypatch):
+    assert capped(RECIPES["full"]) is RECIPES["full"]  # no dry run: the recipe itself
+    monkeypatch.setenv("QKV_DRY_RUN_STEPS", "2")
+    short = capped(RECIPES["full"])
+    assert (short.steps, short.warmup_steps, short.checkpoint_every) == (2, 1, 2)
+    assert dataclasses.replace(short, steps=4000, warmup_steps=800,
+                               checkpoint_every=1000) == RECIPES["full"]  # nothing else changes
+    run = train(TINY, tmp_path / "a", progress=False)
+    assert run.history["step"] == [1, 2] and run.recipe.steps == 2
+    resumed = train(TINY, tmp_path / "a", resume=True, progress=False)  # same capped recipe
+    assert resumed.history["step"] == [1, 2]
 
 
 def test_checkpoint_round_trip_and_translate_keeps_lines(tmp_path):

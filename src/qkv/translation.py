@@ -45,7 +45,7 @@ from qkv.data.text import (
 )
 from qkv.decoding import beam_search, greedy_decode
 from qkv.metrics import TranslationScores, corpus_scores
-from qkv.runtime import BUDGETS, choose_device, seed_everything, set_threads
+from qkv.runtime import BUDGETS, choose_device, dry_run_steps, seed_everything, set_threads
 from qkv.seq2seq import Seq2SeqTransformer, sequence_loss
 from qkv.train import History, fit, to_device
 
@@ -250,13 +250,28 @@ def _val_loss(model, batches) -> dict[str, float]:
     return {"val_loss": total / count}
 
 
+def capped(recipe: Recipe) -> Recipe:
+    """The recipe itself, or in a dry run (``QKV_DRY_RUN_STEPS=N``, a test hook) the recipe
+    cut to at most N steps, with its warm-up and checkpoint interval cut to fit.
+
+    Only counts of steps change; the model, the data and every size stay the recipe's.
+    """
+    cap = dry_run_steps()
+    if cap is None or recipe.steps <= cap:
+        return recipe
+    return dataclasses.replace(recipe, steps=cap,
+                               warmup_steps=min(recipe.warmup_steps, cap - 1),
+                               checkpoint_every=min(recipe.checkpoint_every, cap))
+
+
 def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False,
           device: torch.device | str | None = None, progress: bool = True,
           until: int | None = None) -> TrainingRun:
     """Train the recipe's model on Multi30k (German to English).
 
     Args:
-        recipe: what to do (see :data:`RECIPES`).
+        recipe: what to do (see :data:`RECIPES`); in a dry run (``QKV_DRY_RUN_STEPS``) its
+            step counts are capped (see :func:`capped`).
         out: checkpoint folder, written every ``recipe.checkpoint_every`` steps and at the end
             (None: no checkpoints).
         resume: continue from the checkpoint in ``out`` (its tokenizer, weights, optimizer
@@ -271,6 +286,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False,
         A :class:`TrainingRun`.
     """
     start_time = time.perf_counter()
+    recipe = capped(recipe)
     device = choose_device(device) if not isinstance(device, torch.device) else device
     seed_everything(recipe.seed)
     sources, targets = (_head(side, recipe.train_sentences) for side in load_pairs("train"))
