@@ -93,7 +93,9 @@ def chapter_paths(numbers: list[str] | None) -> list[Path]:
 
 def write_atomically(out: Path, data: dict) -> None:
     """Write ``data`` as JSON to ``out`` through a temporary file, so a crash leaves no half file."""
-    write_atomically(out, data)
+    temporary = out.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(data, indent=1) + "\n")
+    temporary.replace(out)
 
 
 def merge(out: Path, runs: list[dict], device_type: str, device: str) -> None:
