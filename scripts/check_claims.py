@@ -3,6 +3,7 @@
     python scripts/check_claims.py --budget book --seeds 0 1 2 --threads 1 2
     python scripts/check_claims.py --budget book --seeds 0 1 2 --chapters 05 07
     python scripts/check_claims.py --table        # only print the table of the saved runs
+    python scripts/check_claims.py --merge /tmp/claims-05.json   # runs made with --out elsewhere
 
 Each (chapter, seed, threads) runs top to bottom in a fresh kernel with ``QKV_SEED`` and
 ``QKV_THREADS`` set. A failing cell does not stop the run: every :func:`qkv.runtime.claim` is
@@ -73,6 +74,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--table", action="store_true", help="only print the saved table")
+    parser.add_argument("--merge", nargs="+", type=Path, default=None, metavar="FILE",
+                        help="merge the runs of other claims files (same device) into --out")
     args = parser.parse_args()
     if any(seed < 0 for seed in args.seeds) or any(t < 1 for t in args.threads):
         parser.error("--seeds must be non-negative and --threads positive")
@@ -80,6 +83,12 @@ def main() -> None:
     out = args.out or report.RESULTS / f"claims-{device_type}.json"
     if args.table:
         print(table(json.loads(out.read_text())))
+        return
+    if args.merge:
+        for other in args.merge:
+            for run in json.loads(other.read_text())["runs"]:
+                data = merge(out, run, device_type, device)
+        out.with_suffix(".md").write_text(table(data) + "\n", encoding="utf-8")
         return
     for path in chapter_paths(args.chapters):
         for threads in args.threads:

@@ -157,3 +157,15 @@ def test_glue_returns_the_value_and_rejects_bad_names():
         runtime.glue("best h", 1.0)
     with pytest.raises(TypeError, match="value must be a number or a string"):
         runtime.glue("flag", True)
+
+
+def test_capped_steps_tells_its_listeners(monkeypatch):
+    seen = []
+    monkeypatch.setattr(runtime, "STEP_LISTENERS", [lambda steps, capped: seen.append((steps, capped))])
+    monkeypatch.setenv("QKV_DRY_RUN_STEPS", "4")
+    assert runtime.capped_steps(100) == 4 and runtime.capped_steps(2) == 2
+    monkeypatch.delenv("QKV_DRY_RUN_STEPS")
+    assert runtime.capped_steps(100) == 100
+    assert seen == [(100, 4), (2, 2), (100, 100)]
+    with pytest.raises(ValueError, match="steps must be a non-negative int"):
+        runtime.capped_steps(2.5)

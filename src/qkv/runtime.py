@@ -76,15 +76,34 @@ def dry_run_steps() -> int | None:
     return int(env)
 
 
+STEP_LISTENERS: list = []
+"""Callables ``listener(steps, capped)`` told of every count that :func:`capped_steps` sees
+(``benchmarks/full_budget_estimate.py`` uses it to attribute work to training loops)."""
+
+
+def capped_steps(steps: int) -> int:
+    """A count of training steps (or epochs), capped at ``QKV_DRY_RUN_STEPS`` in a dry run.
+
+    Every step count of the book passes through here (:func:`step_budget` for the chapters'
+    counts, the package for counts it holds, such as a translation recipe's).
+    """
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int; got {steps!r}")
+    cap = dry_run_steps()
+    capped = steps if cap is None else min(steps, cap)
+    for listener in STEP_LISTENERS:
+        listener(steps, capped)
+    return capped
+
+
 def step_budget(smoke: int, book: int, full: int) -> int:
     """Like :func:`by_budget`, for a count of training steps (or epochs) only.
 
-    In a dry run (``QKV_DRY_RUN_STEPS=N``, a test hook) the count is capped at N, so the test
-    suite can run the full budget's models and data for a few steps on the CPU.
+    In a dry run (``QKV_DRY_RUN_STEPS=N``, a test hook) the count is capped at N (see
+    :func:`capped_steps`), so the test suite can run the full budget's models and data for a
+    few steps on the CPU.
     """
-    steps = by_budget(smoke=smoke, book=book, full=full)
-    cap = dry_run_steps()
-    return steps if cap is None else min(steps, cap)
+    return capped_steps(by_budget(smoke=smoke, book=book, full=full))
 
 
 def seed_from_environment(seed: int) -> tuple[int, bool]:
