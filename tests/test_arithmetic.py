@@ -113,6 +113,15 @@ def test_a_tiny_run_learns_small_additions(causal):
     assert evaluate_model(model, task, "train")["exact"] >= 0.9
 
 
+
+def test_a_dry_run_caps_the_steps_and_the_warm_up(monkeypatch):
+    monkeypatch.setenv("QKV_DRY_RUN_STEPS", "3")
+    task = ArithmeticTask(max_operand=10, ops="+", test_fraction=0.2, seed=0)
+    config = ExperimentConfig(positions="none", d_model=16, num_heads=2, num_layers=1, d_ff=32,
+                              steps=1500, warmup_steps=200, batch_size=8)
+    _, history = train_model(task, config, eval_every=1)
+    assert history.steps == [1, 2, 3] and [e["step"] for e in history.evals] == [1, 2, 3]
+
 def test_errors(task):
     with pytest.raises(ValueError, match="positions must be one of none, sinusoidal"):
         ArithmeticEncoder(10, 6, 3, positions="relative")

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from qkv.attention import _require_count, causal_mask
 from qkv.data.synthetic import ArithmeticSplit, ArithmeticTask
 from qkv.positional import LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding
+from qkv.runtime import dry_run_steps
 from qkv.train import History, fit
 from qkv.transformer import TransformerEncoder
 
@@ -240,13 +241,19 @@ def train_model(task: ArithmeticTask, config: ExperimentConfig, device=None,
     """Build and train the model of ``config`` on ``task``'s training split.
 
     Returns ``(model, history)``; ``history.evals`` holds :func:`evaluate_model` on the test
-    split every ``eval_every`` steps and at the end.
+    split every ``eval_every`` steps and at the end. In a dry run (``QKV_DRY_RUN_STEPS``, a
+    test hook) the steps are capped, and the warm-up shortened to fit in them.
     """
+    steps, warmup_steps = config.steps, config.warmup_steps
+    cap = dry_run_steps()
+    if cap is not None:
+        steps = min(steps, cap)
+        warmup_steps = min(warmup_steps, steps - 1)
     model = build_model(task, config)
     history: History = fit(
         model, task.batches(config.batch_size, seed=config.seed),
-        lambda m, batch: m.loss(*batch), config.steps, lr=config.lr,
-        warmup_steps=config.warmup_steps, schedule="cosine", weight_decay=config.weight_decay,
+        lambda m, batch: m.loss(*batch), steps, lr=config.lr,
+        warmup_steps=warmup_steps, schedule="cosine", weight_decay=config.weight_decay,
         eval_every=eval_every, evaluate=lambda m: evaluate_model(m, task), device=device,
         seed=config.seed, progress=progress)
     return model, history
