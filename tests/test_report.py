@@ -96,3 +96,9 @@ def test_claim_checks_count_every_claim_of_every_run(tmp_path):
         "claims that failed": "step size inside the grid (seed 1, 1 thread(s))",
         "cells that raised": "cell 12: AssertionError (seed 1, 1 thread(s))",
         "device": "CPU z", "date": "2026-12-02"}]
+
+
+def test_rows_grouped_by_device_name_it_once():
+    rows = [{"x": 1, "device": "A", "date": "d1"}, {"x": 2, "device": "B", "date": "d1"},
+            {"x": 3, "device": "A", "date": "d1"}]
+    assert report.by_device(rows) == [("A, d1", [{"x": 1}, {"x": 3}]), ("B, d1", [{"x": 2}])]

@@ -160,6 +160,20 @@ def format_value(value, unit: str = "") -> str:
     return f"{text} {unit}".strip()
 
 
+def by_device(rows: list[dict]) -> list[tuple[str, list[dict]]]:
+    """Group rows by where and when they were measured, so a table names them once.
+
+    Returns ``(heading, rows)`` pairs in first-seen order; the heading reads "DEVICE, DATE" and
+    the rows lose their ``device`` and ``date`` keys.
+    """
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        heading = f"{row['device']}, {row['date']}"
+        groups.setdefault(heading, []).append(
+            {k: v for k, v in row.items() if k not in ("device", "date")})
+    return list(groups.items())
+
+
 def markdown_table(rows: list[dict]) -> str:
     """A GitHub-flavoured Markdown table of ``rows`` (all with the same keys)."""
     if not rows:
