@@ -41,11 +41,21 @@ def nickel_kiela_loss(distances: torch.Tensor, related: torch.Tensor) -> torch.T
                          f"{related.dtype} {tuple(related.shape)} and {tuple(distances.shape)}")
     if not related.any():
         raise ValueError("related holds no pair: there is nothing to learn")
-    n = distances.shape[0]
-    negatives = ~related & ~torch.eye(n, dtype=torch.bool, device=distances.device)
+    return _loss(distances, *_loss_terms(related))
+
+
+def _loss_terms(related: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the loss needs from the relation: the mask of non-negatives and the related pairs."""
+    n = related.shape[0]
+    not_negative = related | torch.eye(n, dtype=torch.bool, device=related.device)  # (n, n)
+    anchor, positive = related.nonzero(as_tuple=True)  # (pairs,) each
+    return not_negative, anchor, positive
+
+
+def _loss(distances: torch.Tensor, not_negative: torch.Tensor, anchor: torch.Tensor,
+          positive: torch.Tensor) -> torch.Tensor:
     lowest = torch.finfo(distances.dtype).min
-    negative_part = torch.logsumexp((-distances).masked_fill(~negatives, lowest), dim=1)  # (n,)
-    anchor, positive = related.nonzero(as_tuple=True)
+    negative_part = torch.logsumexp((-distances).masked_fill(not_negative, lowest), dim=1)  # (n,)
     d = distances[anchor, positive]
     return (d + torch.logaddexp(-d, negative_part[anchor])).mean()
 
@@ -112,10 +122,12 @@ def train_tree_embedding(related: torch.Tensor, dim: int, geometry: str, epochs:
     init_scale = require_positive("init_scale", init_scale)
     n = related.shape[0]
     points = (2 * torch.rand(n, dim, generator=generator, dtype=dtype) - 1) * init_scale
+    nickel_kiela_loss(torch.zeros(n, n, dtype=dtype), related)  # checks the relation once
+    terms = _loss_terms(related)  # the same every epoch
     losses = []
     for epoch in range(epochs + 1):
         points.requires_grad_(True)
-        loss = nickel_kiela_loss(_pairwise(points, geometry), related)
+        loss = _loss(_pairwise(points, geometry), *terms)
         losses.append(loss.item())
         if epoch == epochs:
             break
