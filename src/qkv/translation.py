@@ -45,7 +45,7 @@ from qkv.data.text import (
 )
 from qkv.decoding import beam_search, greedy_decode
 from qkv.metrics import TranslationScores, corpus_scores
-from qkv.runtime import BUDGETS, choose_device, dry_run_steps, seed_everything, set_threads
+from qkv.runtime import BUDGETS, capped_steps, choose_device, seed_everything, set_threads
 from qkv.seq2seq import Seq2SeqTransformer, sequence_loss
 from qkv.train import History, fit, to_device
 
@@ -256,12 +256,12 @@ def capped(recipe: Recipe) -> Recipe:
 
     Only counts of steps change; the model, the data and every size stay the recipe's.
     """
-    cap = dry_run_steps()
-    if cap is None or recipe.steps <= cap:
+    steps = capped_steps(recipe.steps)
+    if steps == recipe.steps:
         return recipe
-    return dataclasses.replace(recipe, steps=cap,
-                               warmup_steps=min(recipe.warmup_steps, cap - 1),
-                               checkpoint_every=min(recipe.checkpoint_every, cap))
+    return dataclasses.replace(recipe, steps=steps,
+                               warmup_steps=min(recipe.warmup_steps, steps - 1),
+                               checkpoint_every=min(recipe.checkpoint_every, steps))
 
 
 def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False,
