@@ -1,6 +1,7 @@
 """The chapters as files: listed in the contents, stripped of outputs, with a working Colab cell."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,34 @@ def test_colab_cell_installs_only_on_colab_and_pins_nothing_colab_has(path, monk
     monkeypatch.setenv("QKV_INSTALL_SOURCE", "/local/checkout")
     install_package, _ = _run_colab_cell(code, in_colab=True, monkeypatch=monkeypatch)
     assert install_package[-1] == "/local/checkout"
+
+
+MARKDOWN_FILES = sorted(ROOT.glob("*.md"))
+LIST_MARKER = re.compile(r"^\s*(?:[-+*]|\d+[.)])\s")
+
+
+def _markdown_texts():
+    for path in CHAPTERS:
+        for index, cell in enumerate(_load(path)["cells"]):
+            if cell["cell_type"] == "markdown":
+                yield f"{path.stem} cell {index}", _source(cell)
+    for path in MARKDOWN_FILES:
+        yield path.name, path.read_text(encoding="utf-8")
+
+
+def test_no_line_inside_inline_maths_starts_like_a_list_item():
+    """A line that begins with "+ ", "- " or "1. " inside a `$...$` span becomes a list item in
+    MyST, and the maths around it shows raw."""
+    broken = []
+    for where, text in _markdown_texts():
+        open_dollars = 0
+        for line in text.splitlines():
+            if line.strip().startswith("$$") or line.startswith("```"):
+                open_dollars = 0
+                continue
+            if open_dollars % 2 and LIST_MARKER.match(line):
+                broken.append(f"{where}: {line.strip()[:60]}")
+            open_dollars += line.replace(r"\$", "").count("$")
+            if not line.strip():
+                open_dollars = 0
+    assert not broken, "lines that start a list inside inline maths:\n" + "\n".join(broken)
