@@ -37,11 +37,11 @@ def browser():
         browser.close()
 
 
-def _open(browser, root, page_name):
-    """Open a page, wait for MathJax, and return (page, console errors)."""
+def _open(browser, root, page_name, width=1400):
+    """Open a page ``width`` pixels wide, wait for MathJax, and return (page, console errors)."""
     path = root / f"{page_name}.html"
     assert path.is_file(), f"{path} was not built"
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": width, "height": 1000})
     errors = []
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -84,6 +84,93 @@ def test_page_renders_cleanly(browser, page_name):
                 assert f'id="{url.fragment}"' in html, f"missing anchor {link}"
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{Path(page_name).name}.png"), full_page=True)
+    finally:
+        page.close()
+
+
+# What a reader must never meet, found in the rendered page: the text outside code and maths
+# (TeX left raw, placeholders), and every box wider than what shows of it.
+LAYOUT_PROBLEMS = r"""(wide) => {
+  const article = document.querySelector('article');
+  const copy = article.cloneNode(true);
+  copy.querySelectorAll('pre, code, mjx-container, script, style, .highlight')
+      .forEach(e => e.remove());
+  const text = copy.textContent;
+  const problems = [];
+  const tex = text.match(/\$[^$\n]{1,60}\$|\\(mathbf|lVert|rVert|frac|operatorname|sqrt|cdot|mathbb|sum)\b/);
+  if (tex) problems.push('raw TeX: ' + tex[0]);
+  const placeholder = text.match(/\b(TODO|FIXME|TBD|XXX)\b|committed yet|lorem ipsum/i);
+  if (placeholder) problems.push('placeholder: ' + placeholder[0]);
+  const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
+  const right = article.getBoundingClientRect().right + 2;
+  const describe = e => (e.textContent || '').trim().slice(0, 50);
+  document.querySelectorAll('mjx-container[display="true"]').forEach(e => {
+    if (e.scrollWidth > e.clientWidth + 1 && (wide || !scrolls(e)))
+      problems.push((wide ? 'maths wider than the column: ' : 'maths cut: ') + describe(e));
+    if (e.getBoundingClientRect().right > right) problems.push('maths past the column: ' + describe(e));
+  });
+  document.querySelectorAll('.cell_output pre').forEach(e => {
+    if (e.scrollWidth > e.clientWidth + 1) problems.push('output wider than its box: ' + describe(e));
+  });
+  document.querySelectorAll('pre').forEach(e => {
+    if (e.scrollWidth > e.clientWidth + 1 && !scrolls(e)) problems.push('code cut: ' + describe(e));
+  });
+  document.querySelectorAll('article table').forEach(t => {
+    const box = t.closest('.pst-scrollable-table-container, .cell_output table') || t;
+    if (t.getBoundingClientRect().right > right && !scrolls(box) && !scrolls(t))
+      problems.push('table past the column: ' + describe(t));
+  });
+  return problems;
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+@pytest.mark.parametrize("page_name", PAGES)
+def test_nothing_raw_cut_or_unfinished(browser, page_name, width):
+    """No raw TeX or placeholder in the text; display maths fits the column at 1280 px and
+    scrolls inside it on a phone; code and tables fit or scroll; output wraps. A screenshot of
+    each width is saved for a person to look at."""
+    page, _ = _open(browser, BOOK, page_name, width)
+    try:
+        problems = page.evaluate(LAYOUT_PROBLEMS, width >= 1280)
+        assert problems == [], f"{len(problems)} problems at {width} px:\n" + "\n".join(problems[:15])
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{Path(page_name).name}-{width}.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_layout_checks_fail_on_a_broken_page(browser, tmp_path):
+    """The layout checks can fail: a page with raw TeX, a placeholder, cut maths and a long
+    output line is reported on every count."""
+    page = browser.new_page(viewport={"width": 390, "height": 800})
+    try:
+        page.set_content("""<article style="width: 300px">
+            <p>The norm $\\lVert q \\rVert$ here. TODO: finish.</p>
+            <mjx-container display="true" style="display: block; overflow: hidden; width: 300px">
+              <div style="width: 900px">wide maths</div></mjx-container>
+            <div class="cell_output"><pre style="white-space: pre; overflow: hidden">"""
+            + "x" * 300 + "</pre></div></article>")
+        problems = page.evaluate(LAYOUT_PROBLEMS, False)
+        kinds = {problem.split(":")[0] for problem in problems}
+        assert {"raw TeX", "placeholder", "maths cut", "output wider than its box", "code cut"} <= kinds
+    finally:
+        page.close()
+
+
+def test_contents_button_opens_the_chapter_list_on_a_phone(browser):
+    """At 390 px the chapter list is hidden; the one contents button shows every chapter."""
+    page, _ = _open(browser, BOOK, f"chapters/{CHAPTERS[0]}", width=390)
+    try:
+        toggles = page.locator(".primary-toggle")
+        visible = [toggles.nth(i) for i in range(toggles.count()) if toggles.nth(i).is_visible()]
+        assert len(visible) == 1, f"{len(visible)} visible contents buttons"
+        chapter_links = page.locator(".bd-sidebar-primary a.reference.internal")
+        assert chapter_links.count() >= len(CHAPTERS)
+        visible[0].click()
+        page.wait_for_timeout(500)
+        shown = [chapter_links.nth(i).is_visible() for i in range(chapter_links.count())]
+        assert all(shown), f"after the click, {shown.count(False)} chapter links still hidden"
     finally:
         page.close()
 
