@@ -44,8 +44,9 @@ def fused_attention(
 
     Same result as :func:`qkv.attention.scaled_dot_product_attention` without the weights,
     including the package's rule for queries whose keys are all masked: zero output. What
-    PyTorch returns for such rows has varied with version and backend (NaN in older releases;
-    ``nn.MultiheadAttention`` still gives NaN), so here they attend to every key inside the
+    PyTorch returns for such rows depends on the release and the code path (NaN on some, zeros
+    on others, for the function and for ``nn.MultiheadAttention`` alike; chapter 3 prints what
+    the installed version does), so here they attend to every key inside the
     kernel, which then never sees an empty row in the forward or backward pass, and their
     output is set to zero afterwards.
 
@@ -153,8 +154,8 @@ class MultiHeadAttention(nn.Module):
     dropout. ``mask`` is boolean, True = may attend, of shape (L_q, L_k), (B, L_q, L_k) (a head
     axis is added) or (B, H, L_q, L_k), where any size may be 1 to broadcast (for instance
     ``qkv.attention.padding_mask`` gives (B, 1, L_k)). A query with no allowed key gets a zero
-    attention output, so the module returns the output projection's bias for it (PyTorch's
-    ``nn.MultiheadAttention`` returns NaN). ``q_offset`` and ``k_offset`` are the positions of
+    attention output, so the module returns the output projection's bias for it (what
+    ``nn.MultiheadAttention`` returns depends on the release and the code path: NaN on some). ``q_offset`` and ``k_offset`` are the positions of
     the first query and of the first key, passed to ``rotary`` (for instance when a decoder
     feeds one new token at a time); they are ignored without ``rotary``.
     """
