@@ -17,10 +17,13 @@ from qkv.positional import (
     LearnedPositionalEncoding,
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
+    alibi_bias,
+    alibi_slopes,
     frequencies,
     rotate_pairs,
     shift_matrix,
     sinusoidal_encoding,
+    t5_relative_bucket,
 )
 
 PROPERTY = settings(max_examples=25, deadline=None, derandomize=True)
@@ -349,3 +352,84 @@ def test_with_positions_permuting_the_input_does_not_permute_the_output(position
     x = embedded_sequence([4, 8, 1, 6, 0])
     permutation = torch.tensor([2, 0, 4, 1, 3])
     assert not torch.allclose(attend(x[:, permutation]), attend(x)[:, permutation])
+
+
+# Relative score biases: ALiBi (Press et al., 2022) and T5's buckets (Raffel et al., 2020).
+
+def _paper_alibi_slopes(n):
+    """The slopes as the ALiBi paper describes them: a geometric sequence starting at and with
+    ratio 2^(-8/n) for n a power of two; otherwise that of the largest power of two below n,
+    then every other slope of the sequence for twice that power."""
+    if math.log2(n).is_integer():
+        start = 2 ** (-8 / n)
+        return [start * start ** i for i in range(n)]
+    below = 2 ** math.floor(math.log2(n))
+    return _paper_alibi_slopes(below) + _paper_alibi_slopes(2 * below)[0::2][: n - below]
+
+
+@pytest.mark.parametrize("heads", [1, 2, 3, 6, 8, 12, 16, 20])
+def test_alibi_slopes_follow_the_paper(heads):
+    slopes = alibi_slopes(heads)
+    assert slopes.shape == (heads,) and slopes.dtype == torch.float32
+    assert torch.allclose(slopes.double(), torch.tensor(_paper_alibi_slopes(heads), dtype=torch.float64))
+
+
+def test_alibi_slopes_for_eight_heads_are_the_papers_example():
+    assert alibi_slopes(8).tolist() == [2.0 ** -k for k in range(1, 9)]
+
+
+def test_alibi_bias_depends_on_the_offset_only():
+    bias = alibi_bias(4, 7, 7, dtype=torch.float64)
+    assert bias.shape == (4, 7, 7)
+    assert torch.equal(bias[:, 1:, 1:], bias[:, :-1, :-1])           # shifting i and j together
+    assert torch.equal(bias, bias.transpose(1, 2))                     # symmetric in j - i
+    assert torch.all(bias.diagonal(dim1=1, dim2=2) == 0) and torch.all(bias <= 0)
+    expected = -alibi_slopes(4).double()[:, None] * torch.arange(7.0, dtype=torch.float64)
+    assert torch.allclose(bias[:, 0, :], expected)                      # -slope * distance
+
+
+def test_alibi_bias_for_the_last_queries_matches_the_full_table():
+    full = alibi_bias(3, 10, 10)
+    assert torch.equal(alibi_bias(3, 2, 10, q_offset=8), full[:, 8:, :])
+
+
+@pytest.mark.parametrize("bad", [dict(num_heads=0), dict(num_queries=0), dict(q_offset=-1)])
+def test_alibi_bias_names_a_bad_argument(bad):
+    arguments = dict(num_heads=2, num_queries=3, num_keys=3) | bad
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        alibi_bias(arguments.pop("num_heads"), arguments.pop("num_queries"),
+                   arguments.pop("num_keys"), **arguments)
+
+
+def test_t5_buckets_by_definition():
+    distance = torch.arange(0, 300)
+    # bidirectional, 32 buckets: 16 per direction, the first 8 exact; the key before the query
+    # (negative offset) in the lower half, after it in the upper half
+    before = t5_relative_bucket(-distance)
+    after = t5_relative_bucket(distance)
+    assert torch.equal(before[:8], distance[:8]) and torch.equal(after[1:8], 16 + distance[1:8])
+    assert after[0] == 0                                      # the query's own position
+    assert torch.all(before[128:] == 15) and torch.all(after[128:] == 31)
+    assert torch.all(before.diff() >= 0) and torch.all(after[1:].diff() >= 0)
+    # by hand: distance 15 is 8 + floor(log(15 / 8) / log(128 / 8) * 8) = 8 + 1
+    assert before[15] == 9 and after[15] == 25
+    # one direction (a decoder): keys after the query share bucket 0
+    causal = t5_relative_bucket(-distance, bidirectional=False)
+    assert torch.equal(causal[:16], distance[:16]) and torch.all(causal[128:] == 31)
+    assert torch.all(t5_relative_bucket(distance, bidirectional=False) == 0)
+
+
+def test_t5_bucket_of_a_matrix_of_offsets_depends_on_the_offset_only():
+    positions = torch.arange(12)
+    buckets = t5_relative_bucket(positions[None, :] - positions[:, None], num_buckets=8,
+                                 max_distance=6)
+    assert buckets.dtype == torch.long and buckets.shape == (12, 12)
+    assert torch.equal(buckets[1:, 1:], buckets[:-1, :-1])
+    assert int(buckets.min()) >= 0 and int(buckets.max()) < 8
+
+
+def test_t5_bucket_rejects_float_offsets_and_too_few_buckets():
+    with pytest.raises(TypeError, match="relative_position"):
+        t5_relative_bucket(torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="num_buckets"):
+        t5_relative_bucket(torch.tensor([1]), num_buckets=2)

@@ -1,4 +1,4 @@
-"""Position encodings (chapter 5): sinusoidal, learned and rotary.
+"""Position encodings (chapter 5): sinusoidal, learned, rotary, and relative score biases.
 
 Self-attention treats its input as a set: permute the tokens and the outputs are permuted the
 same way. To use word order, a Transformer must be told where each token is. Three ways:
@@ -11,11 +11,17 @@ same way. To use word order, a Transformer must be told where each token is. Thr
 * :class:`RotaryEmbedding` (RoPE, Su et al., 2021): rotate queries and keys instead of adding
   anything, so that a query-key score depends on the two positions only through their offset.
   It plugs into ``qkv.multihead.MultiHeadAttention(..., rotary=...)``.
+* Relative score biases, added to the attention scores and depending only on the offset
+  ``j - i`` between key j and query i: ALiBi's fixed linear penalty per head
+  (:func:`alibi_slopes`, :func:`alibi_bias`; Press et al., 2022) and T5's learned bias per
+  bucket of offsets (:func:`t5_relative_bucket`; Raffel et al., 2020).
 
 Sequences are batch first: (B, L, d_model) for the additive encodings, (..., L, D_h) for RoPE.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -237,3 +243,80 @@ class RotaryEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, base={self.base:g}"
+
+
+def alibi_slopes(num_heads: int) -> torch.Tensor:
+    """ALiBi's slope of each head (Press et al., 2022), float32 (num_heads,).
+
+    For H heads, H a power of two, the slopes are the geometric sequence that starts at
+    ``2 ** (-8 / H)`` and has that ratio: ``2 ** (-8 / H), 2 ** (-16 / H), ..., 2 ** -8``.
+    For other H the paper takes the H' slopes of the largest power of two H' < H and fills
+    the remaining H - H' heads with every other slope of the sequence for 2H' (the ones that
+    fall between, 2 ** (-4 / H'), 2 ** (-12 / H'), ...).
+    """
+    _require_count("num_heads", num_heads)
+
+    def power_of_two(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
+
+    smaller = 2 ** int(math.floor(math.log2(num_heads)))
+    slopes = power_of_two(smaller) + power_of_two(2 * smaller)[0::2][: num_heads - smaller]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+def alibi_bias(num_heads: int, num_queries: int, num_keys: int, *, q_offset: int = 0,
+               dtype=torch.float32, device=None) -> torch.Tensor:
+    """ALiBi's additive score bias, (num_heads, num_queries, num_keys).
+
+    ``bias[h, i, j] = -slope_h * |j - (i + q_offset)|``: each head penalises a key linearly in
+    its distance from the query, more steeply for heads with larger slopes
+    (:func:`alibi_slopes`). The bias is symmetric in the offset; in a causal model the keys
+    after the query are masked anyway, which leaves the paper's causal form
+    ``-slope_h * (i - j)`` for j <= i. ``q_offset`` is the position of the first query when the
+    queries are the last positions of the keys' sequence (decoding one token at a time).
+    """
+    _require_count("num_queries", num_queries)
+    _require_count("num_keys", num_keys)
+    _require_count("q_offset", q_offset, minimum=0)
+    queries = torch.arange(q_offset, q_offset + num_queries, device=device)
+    distance = (torch.arange(num_keys, device=device)[None, :] - queries[:, None]).abs()
+    slopes = alibi_slopes(num_heads).to(device=device, dtype=torch.float64)
+    return (-slopes[:, None, None] * distance).to(dtype)
+
+
+def t5_relative_bucket(relative_position: torch.Tensor, bidirectional: bool = True,
+                       num_buckets: int = 32, max_distance: int = 128) -> torch.Tensor:
+    """T5's bucket of each relative position (Raffel et al., 2020), a long tensor of the same
+    shape.
+
+    ``relative_position`` is key index minus query index (an integer tensor). Offsets are put
+    into ``num_buckets`` buckets, each with one learned bias per head: small distances get a
+    bucket each, larger ones share buckets whose widths grow logarithmically up to
+    ``max_distance``, and every distance beyond shares the last bucket. ``bidirectional``
+    (the encoder) gives keys before the query the lower half of the buckets and keys after it
+    the upper half; otherwise (the decoder) keys after the query all fall into bucket 0 with
+    the query itself.
+
+    Within one direction, with n buckets (half of ``num_buckets`` if bidirectional) and
+    ``exact = n // 2``: distance r < exact is bucket r; a larger r is bucket
+    ``min(n - 1, exact + floor(log(r / exact) / log(max_distance / exact) * (n - exact)))``.
+    """
+    if not isinstance(relative_position, torch.Tensor) or relative_position.is_floating_point():
+        raise TypeError("relative_position must be an integer tensor (key index - query index)")
+    per_direction = num_buckets // 2 if bidirectional else num_buckets
+    _require_count("num_buckets", num_buckets, minimum=4 if bidirectional else 2)
+    exact = per_direction // 2
+    _require_count("max_distance", max_distance, minimum=exact + 1)
+    if bidirectional:
+        offset = (relative_position > 0).long() * per_direction
+        distance = relative_position.abs()
+    else:
+        offset = torch.zeros_like(relative_position, dtype=torch.long)
+        distance = (-relative_position).clamp_min(0)
+    distance = distance.long()
+    # float32 and truncation, in this order, as in the T5 code, so that buckets agree with it
+    # at the edges where rounding decides
+    far = exact + (torch.log(distance.clamp_min(1).float() / exact)
+                   / math.log(max_distance / exact) * (per_direction - exact)).long()
+    far = far.clamp_max(per_direction - 1)
+    return offset + torch.where(distance < exact, distance, far)
