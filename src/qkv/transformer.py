@@ -37,6 +37,7 @@ from qkv.attention import (
     causal_mask,
 )
 from qkv.multihead import MultiHeadAttention
+from qkv.normalization import LayerNorm, RMSNorm  # noqa: F401  (re-exported: chapter 6 teaches them)
 
 
 def _require_features(name: str, x: torch.Tensor, d_model: int, rank: int = 3) -> None:
