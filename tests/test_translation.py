@@ -1,12 +1,16 @@
 """Tests of qkv.translation: a smoke-budget train-then-translate through the command line,
-exact resumption, checkpoints loaded with weights_only=True, and line-preserving translation.
+exact resumption, checkpoints loaded with weights_only=True, line-preserving translation, bad
+input named by line, evaluation of any parallel files, and checkpoints written as sets.
 """
 
 import dataclasses
+import gzip
+import io
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +21,7 @@ from qkv.translation import (
     capped,
     load_translator,
     main,
+    read_lines,
     train,
     translate,
 )
@@ -110,3 +115,103 @@ def test_length_groups_cover_every_nonempty_item_within_budget():
     assert sorted(i for g in groups for i in g) == [0, 2, 3, 4, 5, 6, 7]
     for group in groups:
         assert len(group) == 1 or len(group) * max(lengths[i] for i in group) <= 14
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def _translate_cli(model_folder, data: bytes, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+    status = main(["translate", "--model", str(model_folder), "--threads", "1"])
+    return status, capsys.readouterr()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    train(TINY, folder, progress=False)
+    return folder
+
+
+def test_read_lines_keeps_lines_and_names_the_line_that_is_not_utf8():
+    assert read_lines(b"", "x") == []
+    assert read_lines(b"Ein Hund.\r\n\nZwei.\n", "x") == ["Ein Hund.", "", "Zwei."]
+    with pytest.raises(ValueError, match=r"line 2 of the input is not valid UTF-8 \(byte 4"):
+        read_lines("Gut.\nNic\xe9ht.\n".encode("latin-1"), "the input")
+
+
+def test_translate_names_a_line_that_is_not_utf8(tiny_model, monkeypatch, capsys):
+    status, output = _translate_cli(tiny_model, "Ein Hund.\nSchön.\n".encode("latin-1"),
+                                    monkeypatch, capsys)
+    assert status == 1 and output.out == ""
+    assert output.err.startswith("error: line 2 of the input is not valid UTF-8")
+    assert output.err.count("\n") == 1  # one line, no traceback
+
+
+def test_translate_refuses_a_line_longer_than_the_model_reads(tiny_model, monkeypatch, capsys):
+    status, output = _translate_cli(tiny_model, ("Ein Hund. " + "Hund " * 400 + "\n").encode(),
+                                    monkeypatch, capsys)
+    assert status == 1
+    assert "sentence 1 is" in output.err and "at most 128" in output.err
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+def test_evaluate_scores_validation_by_default_and_any_parallel_files(tiny_model, tmp_path,
+                                                                      capsys):
+    assert main(["evaluate", "--model", str(tiny_model), "--threads", "1"]) == 0
+    assert capsys.readouterr().out.startswith("val (1014 sentences)")
+    src, ref = tmp_path / "de.txt.gz", tmp_path / "en.txt"
+    src.write_bytes(gzip.compress("Ein Hund rennt.\nEine Frau.\n".encode()))
+    ref.write_text("A dog runs.\nA woman.\n", encoding="utf-8")
+    assert main(["evaluate", "--model", str(tiny_model), "--src", str(src), "--ref",
+                 str(ref)]) == 0
+    assert capsys.readouterr().out.startswith(f"{src} (2 sentences)")
+    ref.write_text("A dog runs.\n", encoding="utf-8")
+    assert main(["evaluate", "--model", str(tiny_model), "--src", str(src), "--ref",
+                 str(ref)]) == 1
+    assert "--src has 2 lines but --ref has 1" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tiny_model), "--src", str(src)]) == 1
+    assert "--src and --ref go together" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- checkpoint sets
+
+def test_an_interrupted_save_leaves_a_complete_set_that_resume_continues(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    train(TINY, folder, progress=False, until=3)
+    (folder / "notes.txt").write_text("mine")
+    real_rename = Path.rename
+
+    def interrupted(self, target):  # the new set never reaches its place
+        if Path(target) == folder:
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(TINY, folder, resume=True, progress=False)
+    monkeypatch.setattr(Path, "rename", real_rename)
+    assert not folder.exists()
+    _, _, config, state = load_translator(folder)  # the last complete set: step 3
+    assert state["step"] == config["step"] == 3
+    resumed = train(TINY, folder, resume=True, progress=False)
+    straight = train(TINY, tmp_path / "straight", progress=False)
+    for p, q in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert (folder / "notes.txt").read_text() == "mine"   # a file of the user's is kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "straight"]  # nothing left over
+
+
+def test_a_save_that_fails_while_writing_leaves_the_old_set_alone(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    train(TINY, folder, progress=False, until=3)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def failing_save(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        train(TINY, folder, resume=True, progress=False)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

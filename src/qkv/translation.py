@@ -11,22 +11,32 @@ resume from it. A checkpoint folder holds everything needed to translate:
 * ``tokenizer.json``: the subword vocabulary;
 * ``config.json``: the model's arguments, the recipe and the training history.
 
+The three are written as a set: into a new folder that is then renamed into place, so an
+interrupted save never leaves files from two different steps (see :func:`save_translator`).
+
 Command line::
 
     python -m qkv.translation train --budget {smoke,book,full} --out DIR [--resume]
     python -m qkv.translation translate --model DIR [--beam K] < german.txt > english.txt
-    python -m qkv.translation evaluate --model DIR [--beam K] [--split test_2016_flickr]
+    python -m qkv.translation evaluate --model DIR [--beam K] [--split {val,test_2016_flickr}]
+    python -m qkv.translation evaluate --model DIR --src german.txt[.gz] --ref english.txt[.gz]
 
-``translate`` reads one German sentence per line and writes one English line per input line
-(an empty line for an empty line).
+``translate`` reads one German sentence per line (UTF-8) and writes one English line per input
+line (an empty line for an empty line); a line that is not UTF-8, or longer than the model can
+read, ends the command with a message that names it. ``train`` reports validation scores;
+``evaluate`` scores the validation split unless told otherwise, so test sets are scored only
+when asked for.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
 import json
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,13 +147,17 @@ def translate(model: Seq2SeqTransformer, tokenizer: SubwordTokenizer, sentences:
     """Translate ``sentences``; returns one string per sentence, in order.
 
     Sentences are sorted by length and decoded in batches of about ``max_tokens`` source
-    tokens (greedy for ``beam_size=1``, else beam search); empty or blank sentences give "",
-    and a sentence longer than the model's ``max_len`` tokens is cut to that length.
+    tokens (greedy for ``beam_size=1``, else beam search); empty or blank sentences give "".
+    A sentence of more subword tokens than the model's ``max_len`` raises ValueError naming it
+    (it is never cut silently): split it into shorter sentences.
     """
     model.eval()
     device = next(model.parameters()).device
     ids = tokenizer.encode_batch([s.strip() for s in sentences])
-    ids = [row[: model.max_len] for row in ids]
+    for number, row in enumerate(ids, start=1):
+        if len(row) > model.max_len:
+            raise ValueError(f"sentence {number} is {len(row)} subword tokens long; this model "
+                             f"reads at most {model.max_len}: split it into shorter sentences")
     out = [""] * len(sentences)
     for chunk in _length_groups([len(row) for row in ids], max_tokens):
         src = pad([ids[i] for i in chunk]).to(device)
@@ -176,36 +190,73 @@ def evaluate(model, tokenizer, sources: Sequence[str], references: Sequence[str]
 
 # ----------------------------------------------------------------------------- checkpoints
 
+CHECKPOINT_FILES = ("model.pt", "config.json", "tokenizer.json")
+
+
+def _previous(folder: Path) -> Path:
+    """Where :func:`save_translator` keeps the last complete set while it swaps in a new one."""
+    return folder.parent / f".{folder.name}.previous"
+
+
 def save_translator(folder: str | Path, model: Seq2SeqTransformer, tokenizer: SubwordTokenizer,
                     recipe: Recipe, optimizer: torch.optim.Optimizer | None = None,
                     step: int = 0, history: dict | None = None) -> Path:
-    """Write ``model.pt``, ``tokenizer.json`` and ``config.json`` into ``folder``.
+    """Write ``model.pt``, ``tokenizer.json`` and ``config.json`` into ``folder``, as a set.
 
-    Each file is written under a temporary name and renamed, so an interrupted save leaves
-    the previous checkpoint intact.
+    The files go into a new folder beside ``folder`` (with a copy of any other file already
+    in ``folder``, such as ``scores.json``), which then replaces ``folder`` by two renames:
+    the old folder to ``.<name>.previous``, the new one into place. An interruption at any
+    point leaves a complete set from one step, which :func:`load_translator` finds.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {"model": model.state_dict(), "step": step}
-    if optimizer is not None:
-        state["optimizer"] = optimizer.state_dict()
-    torch.save(state, folder / "model.pt.tmp")
-    (folder / "model.pt.tmp").replace(folder / "model.pt")
-    tokenizer.save(folder)
-    config = {"model": model.config, "recipe": dataclasses.asdict(recipe), "step": step,
-              "history": history or {}}
-    (folder / "config.json.tmp").write_text(json.dumps(config, indent=1), encoding="utf-8")
-    (folder / "config.json.tmp").replace(folder / "config.json")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.writing-", dir=folder.parent))
+    try:
+        current = _complete_set(folder)
+        if current.is_dir():
+            for item in current.iterdir():
+                if item.name not in CHECKPOINT_FILES and item.is_file():
+                    shutil.copy2(item, staging / item.name)
+        state = {"model": model.state_dict(), "step": step}
+        if optimizer is not None:
+            state["optimizer"] = optimizer.state_dict()
+        torch.save(state, staging / "model.pt")
+        tokenizer.save(staging)
+        config = {"model": model.config, "recipe": dataclasses.asdict(recipe), "step": step,
+                  "history": history or {}}
+        (staging / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    previous = _previous(folder)
+    try:
+        if folder.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+            folder.rename(previous)
+        staging.rename(folder)
+    finally:  # after a failure, the new set is gone and the last complete one is kept
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(previous, ignore_errors=True)
+    for stale in folder.parent.glob(f".{folder.name}.writing-*"):  # left by a killed process
+        shutil.rmtree(stale, ignore_errors=True)
+    return folder
+
+
+def _complete_set(folder: Path) -> Path:
+    """``folder``, or the previous set if a save was interrupted between its two renames."""
+    if not folder.exists() and all((_previous(folder) / n).is_file() for n in CHECKPOINT_FILES):
+        return _previous(folder)
     return folder
 
 
 def load_translator(folder: str | Path, device=None):
     """Load a checkpoint folder: ``(model in eval mode, tokenizer, config dict, state dict)``.
 
-    The state dict holds the optimizer state and the step (for resuming).
+    The state dict holds the optimizer state and the step (for resuming). If a save was
+    interrupted after moving the last set aside, that set is loaded.
     """
-    folder = Path(folder)
-    for name in ("model.pt", "config.json", "tokenizer.json"):
+    folder = _complete_set(Path(folder))
+    for name in CHECKPOINT_FILES:
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} is not a translation checkpoint: {name} is "
                                     "missing (make one with `python -m qkv.translation train`)")
@@ -292,7 +343,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False,
     sources, targets = (_head(side, recipe.train_sentences) for side in load_pairs("train"))
     history, done, state = {}, 0, None
     if resume:
-        if out is None or not (Path(out) / "model.pt").is_file():
+        if out is None or not (_complete_set(Path(out)) / "model.pt").is_file():
             raise FileNotFoundError(f"resume=True needs a checkpoint in out={out}")
         model, tokenizer, config, state = load_translator(out, device)
         if config["recipe"] != dataclasses.asdict(recipe):
@@ -354,9 +405,54 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--alpha", type=float, default=None, help="length-penalty exponent")
         cmd.add_argument("--device", default=None)
         cmd.add_argument("--threads", type=int, default=None)
-    commands.choices["evaluate"].add_argument("--split", default="test_2016_flickr",
-                                              choices=("val", "test_2016_flickr"))
+    evaluate_cmd = commands.choices["evaluate"]
+    evaluate_cmd.add_argument("--split", default="val", choices=("val", "test_2016_flickr"),
+                              help="Multi30k split to score (default: val; the test set is "
+                                   "scored only when asked for)")
+    evaluate_cmd.add_argument("--src", default=None,
+                              help="German file to translate instead of a split (plain or .gz)")
+    evaluate_cmd.add_argument("--ref", default=None, help="its English references (plain or .gz)")
     return parser
+
+
+def read_lines(data: bytes, what: str) -> list[str]:
+    """The lines of ``data`` decoded as UTF-8 (final newline and carriage returns dropped);
+    a line that is not UTF-8 raises ValueError naming ``what`` and the line number."""
+    if not data:
+        return []
+    lines = data.removesuffix(b"\n").split(b"\n")
+    decoded = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            decoded.append(line.removesuffix(b"\r").decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise ValueError(f"line {number} of {what} is not valid UTF-8 (byte "
+                             f"{error.start + 1} of the line): save it as UTF-8") from None
+    return decoded
+
+
+def _read_file(path: str) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    data = file.read_bytes()
+    if data[:2] == b"\x1f\x8b":  # gzip's magic number
+        data = gzip.decompress(data)
+    return read_lines(data, path)
+
+
+def _pairs_to_score(args) -> tuple[str, list[str], list[str]]:
+    """(name, sources, references) that ``evaluate`` scores: --src/--ref, else --split."""
+    if (args.src is None) != (args.ref is None):
+        raise ValueError("--src and --ref go together: give both files or neither")
+    if args.src is None:
+        sources, references = load_pairs(args.split)
+        return args.split, sources, references
+    sources, references = _read_file(args.src), _read_file(args.ref)
+    if len(sources) != len(references):
+        raise ValueError(f"--src has {len(sources)} lines but --ref has {len(references)}: "
+                         "they must be parallel, one sentence per line")
+    return args.src, sources, references
 
 
 def _decoding(args, recipe: dict) -> tuple[int, float]:
@@ -382,29 +478,26 @@ def _run(args) -> int:
     if args.command == "train":
         recipe = RECIPES[args.budget]
         run = train(recipe, args.out, args.resume, args.device, progress=not args.quiet)
-        sources, references = (_head(side, recipe.test_sentences)
-                               for side in load_pairs("test_2016_flickr"))
-        scores = {}
+        sources, references = (_head(side, recipe.test_sentences) for side in load_pairs("val"))
+        scores = {"split": "val"}
         for beam in sorted({1, recipe.beam_size}):
             result, _ = evaluate(run.model, run.tokenizer, sources, references, beam,
                                  recipe.alpha)
             scores[f"beam{beam}"] = dataclasses.asdict(result)
-            print(f"test_2016_flickr ({len(sources)} sentences), beam {beam}:\n{result}")
+            print(f"val ({len(sources)} sentences), beam {beam}:\n{result}")
         (Path(args.out) / "scores.json").write_text(json.dumps(scores, indent=1))
         print(f"trained in {run.seconds:.0f} s; checkpoint in {args.out}")
         return 0
     model, tokenizer, config, _ = load_translator(args.model, args.device)
     beam, alpha = _decoding(args, config["recipe"])
     if args.command == "translate":
-        text = sys.stdin.read()
-        lines = text.removesuffix("\n").split("\n") if text else []
-        lines = [line.removesuffix("\r") for line in lines]
+        lines = read_lines(sys.stdin.buffer.read(), "the input")
         for line in translate(model, tokenizer, lines, beam, alpha):
             print(line)
         return 0
-    sources, references = load_pairs(args.split)
+    name, sources, references = _pairs_to_score(args)
     result, _ = evaluate(model, tokenizer, sources, references, beam, alpha)
-    print(f"{args.split}, beam {beam}:\n{result}")
+    print(f"{name} ({len(sources)} sentences), beam {beam}:\n{result}")
     return 0
 
 
