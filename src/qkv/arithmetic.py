@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from qkv.attention import _require_count, causal_mask
 from qkv.data.synthetic import ArithmeticSplit, ArithmeticTask
 from qkv.positional import LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding
-from qkv.runtime import capped_steps
+from qkv.runtime import dry_run_steps
 from qkv.train import History, fit
 from qkv.transformer import TransformerEncoder
 
@@ -244,8 +244,12 @@ def train_model(task: ArithmeticTask, config: ExperimentConfig, device=None,
     split every ``eval_every`` steps and at the end. In a dry run (``QKV_DRY_RUN_STEPS``, a
     test hook) the steps are capped, and the warm-up shortened to fit in them.
     """
-    steps, warmup_steps = capped_steps(config.steps), config.warmup_steps
-    if steps < config.steps:  # a dry run: the warm-up must fit in it
+    # Not runtime.capped_steps: the chapters' counts already passed through it (step_budget),
+    # and a second notice of the capped count would split their loops for the estimate.
+    steps, warmup_steps = config.steps, config.warmup_steps
+    cap = dry_run_steps()
+    if cap is not None:
+        steps = min(steps, cap)
         warmup_steps = min(warmup_steps, steps - 1)
     model = build_model(task, config)
     history: History = fit(
