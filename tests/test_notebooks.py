@@ -119,3 +119,15 @@ def test_no_line_inside_inline_maths_starts_like_a_list_item():
             if not line.strip():
                 open_dollars = 0
     assert not broken, "lines that start a list inside inline maths:\n" + "\n".join(broken)
+
+
+ASCII_MATHS = re.compile(r"\^|<=|>=|!=|\bsqrt\(|\btheta\b|\balpha\b|\bomega\b|\bR\^")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_figure_captions_write_maths_as_text_not_ascii_code(path):
+    """Captions are plain text in the built book: "|u| ≤ 1" and "ℝ³", not "|u| <= 1", "R^3"."""
+    captions = [cell["metadata"].get("mystnb", {}).get("figure", {}).get("caption", "")
+                for cell in _load(path)["cells"]]
+    bad = [caption[:80] for caption in captions if ASCII_MATHS.search(caption)]
+    assert not bad, f"captions with ASCII maths: {bad}"
