@@ -16,7 +16,7 @@ import codecs
 import re
 from collections import Counter
 
-import latexcodec  # noqa: F401  (registers the "ulatex" codec: G\\"unther -> Günther)
+import latexcodec  # noqa: F401  (registers the "ulatex" codec, which turns LaTeX accents into letters)
 
 from pybtex.plugin import register_plugin
 from pybtex.style.formatting.plain import Style as PlainStyle
