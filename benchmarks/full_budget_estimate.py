@@ -19,7 +19,10 @@ The time model, per GPU, gives a range rather than a number:
 Peak FP32 rates (NVIDIA's data sheets; the chapters compute in float32, without TF32): T4
 8.1 TFLOP/s, H100 SXM 67 TFLOP/s. Not counted: work outside tensor operators (tokenizer
 training, reading data, sacreBLEU, Python loops between operators), which takes the same time
-as on the CPU. Measured times replace these estimates when a GPU run exists.
+as on the CPU. Counted only at the dry run's size: work that a dry run cuts other than through a
+step count; chapter 6 decodes 10 test sentences instead of 1,000 and 10 validation sentences
+instead of 200 in its beam sweep, so its estimate leaves out most of its decoding. Measured
+times replace these estimates when a GPU run exists.
 
     python benchmarks/full_budget_estimate.py [--chapters 05 06] [--out FILE]
 """
