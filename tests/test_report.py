@@ -102,3 +102,11 @@ def test_rows_grouped_by_device_name_it_once():
     rows = [{"x": 1, "device": "A", "date": "d1"}, {"x": 2, "device": "B", "date": "d1"},
             {"x": 3, "device": "A", "date": "d1"}]
     assert report.by_device(rows) == [("A, d1", [{"x": 1}, {"x": 3}]), ("B, d1", [{"x": 2}])]
+
+
+def test_a_benchmark_is_named_on_its_first_row_only(tmp_path):
+    _write(tmp_path, "estimate.json", {"benchmark": "estimate", "device": "CPU", "date": "d",
+                                       "summary": {"a": 1.0, "b": 2.0, "c": 3.0}})
+    rows = report.benchmark_summaries(report.load_results(tmp_path))
+    assert [row["benchmark"] for row in rows] == ["estimate", "", ""]
+    assert [row["quantity"] for row in rows] == ["a", "b", "c"]

@@ -146,11 +146,13 @@ def claim_checks(files: list[dict]) -> list[dict]:
 
 
 def benchmark_summaries(files: list[dict]) -> list[dict]:
-    """Rows ``benchmark, quantity, value, device, date`` from each benchmark's ``summary``."""
+    """Rows ``benchmark, quantity, value, device, date`` from each benchmark's ``summary``; the
+    benchmark is named on its first row only, so that a narrow table does not repeat it."""
     return [
-        {"benchmark": data["benchmark"], "quantity": name, "value": format_value(value, ""),
-         **_where(data)}
-        for data in files if "benchmark" in data for name, value in data["summary"].items()
+        {"benchmark": data["benchmark"] if index == 0 else "", "quantity": name,
+         "value": format_value(value, ""), **_where(data)}
+        for data in files if "benchmark" in data
+        for index, (name, value) in enumerate(data["summary"].items())
     ]
 
 
