@@ -211,6 +211,7 @@ def save_translator(folder: str | Path, model: Seq2SeqTransformer, tokenizer: Su
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.writing-", dir=folder.parent))
+    previous = _previous(folder)
     try:
         current = _complete_set(folder)
         if current.is_dir():
@@ -225,16 +226,11 @@ def save_translator(folder: str | Path, model: Seq2SeqTransformer, tokenizer: Su
         config = {"model": model.config, "recipe": dataclasses.asdict(recipe), "step": step,
                   "history": history or {}}
         (staging / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    previous = _previous(folder)
-    try:
         if folder.exists():
             shutil.rmtree(previous, ignore_errors=True)
             folder.rename(previous)
         staging.rename(folder)
-    finally:  # after a failure, the new set is gone and the last complete one is kept
+    finally:  # after a failure the unfinished set is removed; the last complete one is kept
         shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(previous, ignore_errors=True)
     for stale in folder.parent.glob(f".{folder.name}.writing-*"):  # left by a killed process
