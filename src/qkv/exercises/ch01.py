@@ -53,6 +53,8 @@ register(Exercise(
     reference=_soft_lookup_reference,
     make_inputs=_soft_lookup_inputs,
     wrong=_soft_lookup_wrong_axis,
+    forbidden=("qkv.lookup",),
+    gradients=True,
 ))
 
 
@@ -86,6 +88,7 @@ register(Exercise(
     reference=_topk_reference,
     make_inputs=_topk_inputs,
     wrong=_topk_wrong_farthest,
+    forbidden=("qkv.lookup",),
 ))
 
 
@@ -120,4 +123,5 @@ register(Exercise(
     reference=_exact_reference,
     make_inputs=_exact_inputs,
     wrong=_exact_wrong_nan_rows,
+    forbidden=("qkv.lookup",),
 ))

@@ -49,6 +49,8 @@ register(Exercise(
     reference=_epanechnikov_reference,
     make_inputs=_epanechnikov_inputs,
     wrong=_epanechnikov_without_zero_row_rule,
+    forbidden=("qkv.pooling",),
+    gradients=True,
 ))
 
 
@@ -82,6 +84,8 @@ register(Exercise(
     reference=_predict_reference,
     make_inputs=_predict_inputs,
     wrong=_predict_dividing_by_h,
+    forbidden=("qkv.pooling",),
+    gradients=True,
 ))
 
 
@@ -104,4 +108,5 @@ register(Exercise(
     make_inputs=_loo_inputs,
     wrong=_loo_mask_reversed,
     trials=8,
+    forbidden=("qkv.pooling",),
 ))

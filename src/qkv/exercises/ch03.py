@@ -55,6 +55,9 @@ register(Exercise(
     reference=masked_softmax,
     make_inputs=_masked_softmax_inputs,
     wrong=_masked_softmax_big_negative,
+    forbidden=("qkv.attention",),
+    gradients=True,
+    low_precision=(torch.float16, torch.bfloat16),
 ))
 
 
@@ -79,6 +82,7 @@ register(Exercise(
     make_inputs=_causal_inputs,
     wrong=_causal_mask_aligned_to_start,
     trials=15,
+    forbidden=("qkv.attention",),
 ))
 
 
@@ -106,4 +110,5 @@ register(Exercise(
     reference=padding_mask,
     make_inputs=_padding_inputs,
     wrong=_padding_mask_off_by_one,
+    forbidden=("qkv.attention",),
 ))

@@ -53,6 +53,8 @@ register(Exercise(
     reference=_split_reference,
     make_inputs=_split_inputs,
     wrong=_split_wrong_no_transpose,
+    forbidden=("qkv.multihead",),
+    gradients=True,
 ))
 
 
@@ -82,6 +84,8 @@ register(Exercise(
     reference=_merge_reference,
     make_inputs=_merge_inputs,
     wrong=_merge_wrong_no_transpose,
+    forbidden=("qkv.multihead",),
+    gradients=True,
 ))
 
 
@@ -109,13 +113,13 @@ def _mha_inputs(generator: torch.Generator) -> dict:
 
 
 def _mha_reference(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask):
-    """The package's layer with these weights (nn.Linear stores W transposed: y = x W^T)."""
+    """The package's layer run with these weights (nn.Linear stores W transposed: y = x W^T);
+    through ``torch.func.functional_call``, so that gradients reach the weights."""
     layer = MultiHeadAttention(query.shape[-1], num_heads, bias=False).to(query.dtype)
-    with torch.no_grad():
-        for linear, weight in ((layer.W_q, W_q), (layer.W_k, W_k), (layer.W_v, W_v),
-                               (layer.W_o, W_o)):
-            linear.weight.copy_(weight.T)
-        return layer(query, key, value, mask=mask)[0]
+    weights = {"W_q.weight": W_q.T, "W_k.weight": W_k.T, "W_v.weight": W_v.T,
+               "W_o.weight": W_o.T}
+    return torch.func.functional_call(layer, weights, (query, key, value),
+                                      {"mask": mask})[0]
 
 
 def _mha_wrong_scale(query, key, value, W_q, W_k, W_v, W_o, num_heads, mask):
@@ -137,4 +141,6 @@ register(Exercise(
     reference=_mha_reference,
     make_inputs=_mha_inputs,
     wrong=_mha_wrong_scale,
+    forbidden=("qkv.multihead", "torch.nn.functional.multi_head_attention_forward"),
+    gradients=True,
 ))

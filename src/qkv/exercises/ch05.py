@@ -50,6 +50,7 @@ register(Exercise(
     reference=_sinusoidal_reference,
     make_inputs=_sinusoidal_inputs,
     wrong=_sinusoidal_wrong_swapped,
+    forbidden=("qkv.positional",),
 ))
 
 
@@ -77,6 +78,7 @@ register(Exercise(
     reference=_shift_reference,
     make_inputs=_shift_inputs,
     wrong=_shift_wrong_direction,
+    forbidden=("qkv.positional",),
 ))
 
 
@@ -105,4 +107,6 @@ register(Exercise(
     reference=_rope_reference,
     make_inputs=_rope_inputs,
     wrong=_rope_wrong_from_one,
+    forbidden=("qkv.positional",),
+    gradients=True,
 ))

@@ -53,6 +53,7 @@ register(Exercise(
     reference=_forcing_reference,
     make_inputs=_forcing_inputs,
     wrong=_forcing_eos_after_padding,
+    forbidden=("qkv.data.text", "qkv.seq2seq", "qkv.translation"),
 ))
 
 
@@ -85,6 +86,8 @@ register(Exercise(
     reference=_smoothing_reference,
     make_inputs=_smoothing_inputs,
     wrong=_smoothing_over_other_classes,
+    forbidden=("qkv.seq2seq", "qkv.translation"),
+    gradients=True,
 ))
 
 
@@ -122,6 +125,7 @@ register(Exercise(
     reference=_beam_reference,
     make_inputs=_beam_inputs,
     wrong=_beam_best_token_per_beam,
+    forbidden=("qkv.decoding",),
 ))
 
 
@@ -157,4 +161,6 @@ register(Exercise(
     reference=_cache_reference,
     make_inputs=_cache_inputs,
     wrong=_cache_without_own_key,
+    forbidden=("qkv.decoding", "qkv.transformer", "qkv.multihead"),
+    gradients=True,
 ))

@@ -61,6 +61,8 @@ register(Exercise(
     wrong=_mobius_add_wrong_sign,
     atol=1e-9,
     rtol=1e-7,
+    forbidden=("qkv.geometry", "geoopt"),
+    gradients=True,
 ))
 
 
@@ -86,6 +88,8 @@ register(Exercise(
     wrong=_distance_wrong_missing_c,
     atol=1e-7,
     rtol=1e-6,
+    forbidden=("qkv.geometry", "geoopt"),
+    gradients=True,
 ))
 
 
@@ -122,4 +126,6 @@ register(Exercise(
     wrong=_midpoint_wrong_no_gamma,
     atol=1e-9,
     rtol=1e-7,
+    forbidden=("qkv.geometry", "geoopt"),
+    gradients=True,
 ))
