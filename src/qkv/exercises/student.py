@@ -31,6 +31,11 @@ _START = re.compile(_DIRECTIVE % "solution-start", re.MULTILINE)
 _END = re.compile(_DIRECTIVE % "solution-end", re.MULTILINE)
 _WHOLE = re.compile(_DIRECTIVE % "solution", re.MULTILINE)
 
+ANSWER_TAG = "shows-an-answer"
+STUDENT_BRANCH = "student-edition"
+"""The branch whose ``chapters/`` holds the student notebooks; the student book's launch buttons
+open them there."""
+
 BOOK_FILES = ("_toc.yml", "intro.md", "results.md", "references.bib", "_static", "_ext",
               "benchmarks/results")
 """Files and folders copied unchanged into the student book (``_config.yml`` is rewritten);
@@ -68,7 +73,23 @@ def strip_solutions(notebook: dict, name: str = "notebook") -> dict:
     return {**notebook, "cells": kept}
 
 
-def _prepare_out_dir(out_dir: Path, force: bool) -> None:
+def student_notebook(notebook: dict, name: str = "notebook") -> dict:
+    """``notebook`` without its solutions and with every ``shows-an-answer`` cell replaced by a
+    note that says what was left out."""
+    cells = []
+    for cell in strip_solutions(notebook, name)["cells"]:
+        if ANSWER_TAG in cell.get("metadata", {}).get("tags", []):
+            shown = re.findall(r"show_source\((.*?)\)", _source(cell))
+            what = f" (`{', '.join(shown)}`)" if shown else ""
+            cell = {"cell_type": "markdown", "id": cell.get("id", "answer"), "metadata": {},
+                    "source": f"*The book prints the package's code here{what}. An exercise of "
+                              "this chapter asks you to write it, so the student edition leaves "
+                              "it out.*"}
+        cells.append(cell)
+    return {**notebook, "cells": cells}
+
+
+def prepare_out_dir(out_dir: Path, force: bool) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         if not force:
             raise FileExistsError(f"{out_dir} exists and is not empty; pass --force to replace it")
@@ -77,14 +98,15 @@ def _prepare_out_dir(out_dir: Path, force: bool) -> None:
 
 
 def export_notebooks(chapters_dir: Path, out_dir: Path) -> list[Path]:
-    """Write a solution-free copy of every ``*.ipynb`` in ``chapters_dir`` into ``out_dir``."""
+    """Write the student copy (:func:`student_notebook`) of every ``*.ipynb`` in ``chapters_dir``
+    into ``out_dir``."""
     notebooks = sorted(Path(chapters_dir).glob("*.ipynb"))
     if not notebooks:
         raise FileNotFoundError(f"no notebooks found in {chapters_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:
-        stripped = strip_solutions(json.loads(path.read_text(encoding="utf-8")), name=path.name)
+        stripped = student_notebook(json.loads(path.read_text(encoding="utf-8")), name=path.name)
         target = out_dir / path.name
         target.write_text(json.dumps(stripped, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         written.append(target)
@@ -95,17 +117,19 @@ def export_student_book(book_dir: Path, out_dir: Path, force: bool = False) -> P
     """Write a student copy of the whole book (config, contents, intro, chapters) to ``out_dir``.
 
     The copy's ``_config.yml`` sets sphinx-exercise's ``hide_solutions: true`` as a second line
-    of defence, in case a solution were ever written outside the gated syntax.
+    of defence, in case a solution were ever written outside the gated syntax, and the
+    repository branch to :data:`STUDENT_BRANCH`, where the launch buttons find the notebooks.
     """
     import yaml  # installed with jupyter-book; only the teacher's export needs it
 
     book_dir, out_dir = Path(book_dir), Path(out_dir)
     if not (book_dir / "_config.yml").is_file():
         raise FileNotFoundError(f"book_dir {book_dir} has no _config.yml")
-    _prepare_out_dir(out_dir, force)
+    prepare_out_dir(out_dir, force)
     config = yaml.safe_load((book_dir / "_config.yml").read_text(encoding="utf-8"))
     config["title"] = f"{config.get('title', 'Book')} (student edition)"
     config.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = True
+    config.setdefault("repository", {})["branch"] = STUDENT_BRANCH
     (out_dir / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     for name in BOOK_FILES:
         source = book_dir / name
