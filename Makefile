@@ -19,7 +19,7 @@ export QKV_STATIC_FIGURES := 1
 # The student book runs its chapters with this budget (CI uses smoke to save time).
 STUDENT_BUDGET ?= book
 
-.PHONY: book test student clean
+.PHONY: book test student clean chromium pdf site student-branch release colab-check
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,62 @@ student: $(STAMP)
 	$(PY) -m qkv.exercises.student . _build/student/source
 	QKV_BUDGET=$(STUDENT_BUDGET) $(VENV)/bin/jupyter-book build _build/student/source \
 		--path-output _build/student --warningiserror --keep-going
+
+## make chromium: Debian's Chromium, which prints the PDF and runs the browser checks.
+chromium:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
+
+## make pdf: the book as one PDF, _build/pdf/queries-keys-values.pdf, its pages printed by
+## headless Chromium from the HTML book (after make book), then checked: it opens, and its
+## outline has one section per chapter, in order.
+PDF := _build/pdf/queries-keys-values.pdf
+pdf: $(STAMP) chromium
+	$(PY) scripts/make_pdf.py _build/html $(PDF)
+
+## make site: the published site in _build/site, the book at / and the student edition at
+## /student/ (after make book and make student).
+site:
+	test -f _build/html/index.html && test -f _build/student/_build/html/index.html
+	rm -rf _build/site
+	cp -r _build/html _build/site
+	cp -r _build/student/_build/html _build/site/student
+	touch _build/site/.nojekyll
+
+## make student-branch: what the student-edition branch holds, in _build/student-branch: the
+## student notebooks, which the student book's launch buttons open (after make student).
+student-branch:
+	test -d _build/student/source/chapters
+	rm -rf _build/student-branch
+	mkdir -p _build/student-branch
+	cp -r _build/student/source/chapters _build/student-branch/chapters
+	cp LICENSE LICENSE-CONTENT.md _build/student-branch/
+	printf '%s\n' '# Queries, Keys and Values: student notebooks' '' \
+		'The chapters without solutions, generated from main by `make student`; do not edit here.' \
+		> _build/student-branch/README.md
+
+## make release: the files of a release in _build/release: the HTML book (tar.gz), the PDF,
+## and the executed notebooks (zip), after make book.
+release: pdf
+	test -d _build/jupyter_execute/chapters
+	rm -rf _build/release
+	mkdir -p _build/release
+	tar -czf _build/release/queries-keys-values-html.tar.gz -C _build html
+	cp $(PDF) _build/release/
+	cd _build/jupyter_execute && $(abspath $(PY)) -m zipfile -c \
+		$(abspath _build/release)/queries-keys-values-notebooks.zip chapters/*.ipynb
+
+## make colab-check: the chapters run as on Colab (scripts/colab_like.sh): in a fresh virtual
+## environment holding only what Colab ships, or with COLAB_VENV=system in the current Python
+## as it is (the weekly run inside Colab's runtime image).
+COLAB_VENV ?= /tmp/qkv-colab
+COLAB_BUDGET ?= smoke
+COLAB_CHAPTERS ?=
+colab-check:
+	COLAB_BASE_PYTHON=$(COLAB_BASE_PYTHON) COLAB_PYTHON=$(COLAB_PYTHON) \
+		bash scripts/colab_like.sh $(COLAB_VENV) $(COLAB_BUDGET) "$(COLAB_CHAPTERS)"
 
 clean:
 	rm -rf _build

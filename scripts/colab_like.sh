@@ -7,18 +7,28 @@
 #
 #   bash scripts/colab_like.sh [VENV_DIR] [BUDGET] [CHAPTERS]
 #   (defaults: /tmp/qkv-colab, smoke, every chapter; CHAPTERS like "01 04")
+#
+# VENV_DIR "system" runs in the interpreter $COLAB_PYTHON (default python3) as it is, installing
+# nothing beforehand: that is the weekly check in Colab's own runtime image. Otherwise the base
+# Python is $COLAB_BASE_PYTHON (default Python 3.12, Colab's; CI passes 3.11, whose torch wheel
+# is on its disk).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${1:-/tmp/qkv-colab}
 budget=${2:-smoke}
 chapters=${3:-}
-python=${PYTHON312:-python3.12}
-if ! "$python" --version >/dev/null 2>&1; then  # pyenv keeps 3.12 out of the PATH
-  python=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)
+if [ "$venv" = system ]; then
+  run_python=${COLAB_PYTHON:-python3}
+else
+  python=${COLAB_BASE_PYTHON:-python3.12}
+  if ! "$python" --version >/dev/null 2>&1; then  # pyenv keeps 3.12 out of the PATH
+    python=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)
+  fi
+  [ -n "$python" ] || { echo "no Python 3.12 found: set COLAB_BASE_PYTHON"; exit 1; }
+  run_python=$venv/bin/python
 fi
-[ -n "$python" ] || { echo "no Python 3.12 found: set PYTHON312"; exit 1; }
 
-if [ ! -x "$venv/bin/python" ]; then
+if [ "$venv" != system ] && [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
   # What a Colab runtime ships (the packages the chapters use from it): the newest releases,
@@ -27,18 +37,20 @@ if [ ! -x "$venv/bin/python" ]; then
     ipython ipykernel "ipywidgets==7.7.1" tqdm nbclient nbformat matplotlib-inline
 fi
 # Colab's kernel has google.colab imported at start-up; the chapters' first cell looks for it.
-site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-mkdir -p "$site/google/colab"
-touch "$site/google/__init__.py" "$site/google/colab/__init__.py"
-echo "import google.colab  # noqa: simulate Colab's start-up" > "$site/sitecustomize.py"
+if [ "$venv" != system ]; then
+  site=$("$run_python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  mkdir -p "$site/google/colab"
+  touch "$site/google/__init__.py" "$site/google/colab/__init__.py"
+  echo "import google.colab  # noqa: simulate Colab's start-up" > "$site/sitecustomize.py"
+fi
 
-preinstalled() { "$venv/bin/pip" freeze --exclude-editable | grep -viE '^(qkv|d2l)[=@ ]' | sort; }
+preinstalled() { "$run_python" -m pip freeze --exclude-editable | grep -viE '^(qkv|d2l)[=@ ]' | sort; }
 before=$(preinstalled)
-"$venv/bin/pip" uninstall -q -y qkv d2l 2>/dev/null || true   # each run installs afresh
+"$run_python" -m pip uninstall -q -y qkv d2l 2>/dev/null || true   # each run installs afresh
 
 # As on Colab, QKV_STATIC_FIGURES is unset: the chapters build their sliders with ipywidgets 7.7.
 QKV_INSTALL_SOURCE="$repo" QKV_BUDGET="$budget" \
-  "$venv/bin/python" - "$repo" "$chapters" <<'PY'
+  "$run_python" - "$repo" "$chapters" <<'PY'
 import sys, time
 from pathlib import Path
 
