@@ -169,3 +169,27 @@ def test_capped_steps_tells_its_listeners(monkeypatch):
     assert seen == [(100, 4), (2, 2), (100, 100)]
     with pytest.raises(ValueError, match="steps must be a non-negative int"):
         runtime.capped_steps(2.5)
+
+
+def test_progress_bars_only_when_a_person_runs_the_notebook(monkeypatch):
+    import sys
+
+    from qkv.runtime import live_progress
+
+    for name in ("QKV_PROGRESS", "QKV_BUDGET", "CI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)  # as in a Jupyter kernel
+    assert live_progress()
+    monkeypatch.setenv("QKV_BUDGET", "book")  # the book build, the tests, the scripts
+    assert not live_progress()
+    monkeypatch.delenv("QKV_BUDGET")
+    monkeypatch.setenv("CI", "true")
+    assert not live_progress()
+    monkeypatch.setenv("QKV_PROGRESS", "1")
+    assert live_progress()
+    monkeypatch.setenv("QKV_PROGRESS", "0")
+    monkeypatch.delenv("CI")
+    assert not live_progress()
+    monkeypatch.delenv("QKV_PROGRESS")
+    monkeypatch.delitem(sys.modules, "ipykernel")  # a plain Python script
+    assert not live_progress()

@@ -66,6 +66,23 @@ def by_budget(smoke: T, book: T, full: T) -> T:
     return {"smoke": smoke, "book": book, "full": full}[budget()]
 
 
+def live_progress() -> bool:
+    """Whether training loops should draw progress bars: only when a person runs the notebook.
+
+    True in a Jupyter kernel (Colab, JupyterLab) unless ``QKV_BUDGET`` is set (the book build,
+    the tests and the scripts all set it), ``CI`` is set, or ``QKV_PROGRESS=0``; so the built HTML
+    and CI logs never hold a progress bar. ``QKV_PROGRESS=1`` forces bars on.
+    """
+    forced = os.environ.get("QKV_PROGRESS", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if os.environ.get("QKV_BUDGET", "").strip() or os.environ.get("CI", "").strip():
+        return False
+    import sys
+
+    return "ipykernel" in sys.modules
+
+
 def dry_run_steps() -> int | None:
     """The step cap of a dry run (``QKV_DRY_RUN_STEPS``, a test hook), or None normally."""
     env = os.environ.get("QKV_DRY_RUN_STEPS", "").strip()

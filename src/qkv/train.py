@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from qkv.attention import _require_count
+from qkv.runtime import live_progress
 
 SCHEDULES = ("inverse_sqrt", "cosine", "constant")
 """The learning-rate schedules :func:`warmup_lr` knows."""
@@ -183,7 +184,7 @@ def fit(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     seed: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> History:
     """Train ``model`` for ``steps`` updates and return the :class:`History`.
 
@@ -210,7 +211,8 @@ def fit(
         device: where to train (default: where the model's parameters are).
         dtype: optional floating dtype for the model and the floating tensors of each batch.
         seed: if given, ``torch.manual_seed(seed)`` first (dropout, sampling in batches).
-        progress: show a tqdm progress bar with the loss.
+        progress: show a tqdm progress bar with the loss; None (the default): only when a
+            person runs the notebook (:func:`qkv.runtime.live_progress`).
 
     Returns:
         A :class:`History` with per-update loss, lr and gradient norm, the evaluations and the
@@ -244,6 +246,8 @@ def fit(
     history = History(optimizer=optimizer)
     parameters = [p for p in model.parameters() if p.requires_grad]
     model.train()
+    if progress is None:
+        progress = live_progress()
     bar = tqdm(range(start_step, start_step + steps), disable=not progress, leave=False)
     for step in bar:
         rate = lr * warmup_lr(step, warmup_steps, schedule, total_steps)
