@@ -17,7 +17,7 @@ from built_book import BOOK, CHAPTERS, ROOT, STUDENT, describes_image, needs_bui
 pytestmark = needs_built_book
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = os.environ.get("QKV_CHROMIUM", "/usr/bin/chromium")
-PAGES = ["intro"] + [f"chapters/{stem}" for stem in CHAPTERS] + ["results"]
+PAGES = ["intro"] + [f"chapters/{stem}" for stem in CHAPTERS] + ["notation", "results"]
 WITH_EXERCISES = [
     f"chapters/{stem}" for stem in CHAPTERS
     if "{exercise}" in (ROOT / "chapters" / f"{stem}.ipynb").read_text(encoding="utf-8")

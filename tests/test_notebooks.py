@@ -31,7 +31,7 @@ def test_contents_lists_the_seven_chapters_in_order_then_the_results():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     assert toc["root"] == "intro"
     listed = [entry["file"] for entry in toc["chapters"]]
-    assert listed == [f"chapters/{p.stem}" for p in CHAPTERS] + ["results"]
+    assert listed == [f"chapters/{p.stem}" for p in CHAPTERS] + ["notation", "results"]
     assert [p.name[:2] for p in CHAPTERS] == ["01", "02", "03", "04", "05", "06", "07"]
 
 

@@ -36,7 +36,7 @@ STUDENT_BRANCH = "student-edition"
 """The branch whose ``chapters/`` holds the student notebooks; the student book's launch buttons
 open them there."""
 
-BOOK_FILES = ("_toc.yml", "intro.md", "results.md", "references.bib", "_static", "_ext",
+BOOK_FILES = ("_toc.yml", "intro.md", "notation.md", "results.md", "references.bib", "_static", "_ext",
               "benchmarks/results")
 """Files and folders copied unchanged into the student book (``_config.yml`` is rewritten);
 ``benchmarks/results`` is what the results page reads."""
