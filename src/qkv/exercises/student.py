@@ -32,6 +32,7 @@ _END = re.compile(_DIRECTIVE % "solution-end", re.MULTILINE)
 _WHOLE = re.compile(_DIRECTIVE % "solution", re.MULTILINE)
 
 ANSWER_TAG = "shows-an-answer"
+BADGE_TAG = "colab-badge"
 STUDENT_BRANCH = "student-edition"
 """The branch whose ``chapters/`` holds the student notebooks; the student book's launch buttons
 open them there."""
@@ -78,7 +79,12 @@ def student_notebook(notebook: dict, name: str = "notebook") -> dict:
     note that says what was left out."""
     cells = []
     for cell in strip_solutions(notebook, name)["cells"]:
-        if ANSWER_TAG in cell.get("metadata", {}).get("tags", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if BADGE_TAG in tags:  # the "Open in Colab" badge opens this student notebook
+            source = re.sub(r"/blob/[^/]+/chapters/", f"/blob/{STUDENT_BRANCH}/chapters/",
+                            _source(cell))
+            cell = {**cell, "source": source}
+        if ANSWER_TAG in tags:
             shown = re.findall(r"show_source\((.*?)\)", _source(cell))
             what = f" (`{', '.join(shown)}`)" if shown else ""
             cell = {"cell_type": "markdown", "id": cell.get("id", "answer"), "metadata": {},
