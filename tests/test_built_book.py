@@ -65,6 +65,39 @@ def test_student_edition_shows_exercises_and_no_solution(stem):
     assert not re.search(r"\bSolution to\b", page.get_text())
 
 
+def _solution_free(notebook_path):
+    """Fail if a notebook holds a solution or a cell that prints an exercise's answer."""
+    import json
+
+    notebook = json.loads(notebook_path.read_text(encoding="utf-8"))
+    text = "".join("".join(cell["source"]) for cell in notebook["cells"])
+    assert "{solution" not in text and "def solution_" not in text, notebook_path
+    assert not any("shows-an-answer" in cell.get("metadata", {}).get("tags", [])
+                   for cell in notebook["cells"]), notebook_path
+
+
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_every_student_launch_and_download_link_reaches_a_notebook_without_solutions(stem):
+    """The student book's Colab button opens chapters/NN.ipynb on the student branch, whose
+    content is what `make student-branch` publishes; its download button serves _sources."""
+    from qkv.exercises.student import STUDENT_BRANCH
+
+    repo = CONFIG["repository"]["url"].removeprefix("https://github.com/")
+    prefix = f"https://colab.research.google.com/github/{repo}/blob/"
+    links = [a["href"] for a in _page(STUDENT, stem).find_all("a", href=True)]
+    launches = [link for link in links if link.startswith(prefix)]
+    assert launches, "the student page has a Colab button"
+    branch_folder = ROOT / "_build" / "student-branch"
+    for link in launches:
+        branch, _, path = link.removeprefix(prefix).partition("/")
+        assert branch == STUDENT_BRANCH, f"{link} opens branch {branch}, not the student one"
+        _solution_free(branch_folder / path)
+    downloads = [link for link in links if "_sources/" in link and link.endswith(".ipynb")]
+    assert downloads, "the student page offers its notebook for download"
+    for link in downloads:
+        _solution_free((STUDENT / "chapters" / link).resolve())
+
+
 @pytest.mark.parametrize("stem", CHAPTERS)
 def test_figures_and_exercises_are_numbered_within_their_chapter(stem):
     """Fig. 6.1, 6.2, ... and Exercise 6.1, ... (see _ext/qkv_book.py), in captions and titles."""
