@@ -115,6 +115,12 @@ LAYOUT_PROBLEMS = r"""(wide) => {
   document.querySelectorAll('pre').forEach(e => {
     if (e.scrollWidth > e.clientWidth + 1 && !scrolls(e)) problems.push('code cut: ' + describe(e));
   });
+  // Figures: drawn at 100 dpi with no text under 8 pt (tests/test_plot.py), so a figure shown at
+  // less than 81 % of its natural width has text under 9 px.
+  document.querySelectorAll('.cell_output img, figure img').forEach(e => {
+    if (e.naturalWidth > 0 && e.clientWidth < 0.8 * e.naturalWidth)
+      problems.push(`figure text under 9 px (shown at ${Math.round(100 * e.clientWidth / e.naturalWidth)} %): ` + (e.alt || e.src).slice(0, 50));
+  });
   document.querySelectorAll('article table').forEach(t => {
     const box = t.closest('.pst-scrollable-table-container, .cell_output table') || t;
     if (t.getBoundingClientRect().right > right && !scrolls(box) && !scrolls(t))
@@ -128,8 +134,9 @@ LAYOUT_PROBLEMS = r"""(wide) => {
 @pytest.mark.parametrize("page_name", PAGES)
 def test_nothing_raw_cut_or_unfinished(browser, page_name, width):
     """No raw TeX or placeholder in the text; display maths fits the column at 1280 px and
-    scrolls inside it on a phone; code and tables fit or scroll; output wraps. A screenshot of
-    each width is saved for a person to look at."""
+    scrolls inside it on a phone; code and tables fit or scroll; output wraps; figures are
+    never shrunk until their text is under 9 px. A screenshot of each width is saved for a
+    person to look at."""
     page, _ = _open(browser, BOOK, page_name, width)
     try:
         problems = page.evaluate(LAYOUT_PROBLEMS, width >= 1280)
@@ -149,11 +156,16 @@ def test_layout_checks_fail_on_a_broken_page(browser, tmp_path):
             <p>The norm $\\lVert q \\rVert$ here. TODO: finish.</p>
             <mjx-container display="true" style="display: block; overflow: hidden; width: 300px">
               <div style="width: 900px">wide maths</div></mjx-container>
+            <div class="cell_output"><img alt="a wide figure" style="width: 300px" src="data:image/svg+xml,"""
+            + "%3Csvg xmlns='http://www.w3.org/2000/svg' width='1200' height='100'/%3E"
+            + """"></div>
             <div class="cell_output"><pre style="white-space: pre; overflow: hidden">"""
             + "x" * 300 + "</pre></div></article>")
+        page.wait_for_timeout(200)
         problems = page.evaluate(LAYOUT_PROBLEMS, False)
         kinds = {problem.split(":")[0] for problem in problems}
         assert {"raw TeX", "placeholder", "maths cut", "output wider than its box", "code cut"} <= kinds
+        assert any(problem.startswith("figure text under 9 px") for problem in problems)
     finally:
         page.close()
 

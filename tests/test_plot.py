@@ -123,3 +123,28 @@ def test_live_widgets_is_off_outside_a_kernel(monkeypatch):
     assert plot._live_widgets() is False  # pytest is not a notebook kernel
     with pytest.raises(ValueError, match="at least one value"):
         plot.explore(_draw_line, "s", values=[], shown=[1])
+
+
+def test_figures_are_drawn_at_100_dpi_with_no_text_under_8_points():
+    """_static/legible-figures.js keeps figures at 81 % of their natural width or more, which
+    keeps text at 9 px or more only if no text is under 8 pt at 100 dpi."""
+    import re
+    from pathlib import Path
+
+    import matplotlib
+
+    assert matplotlib.rcParams["figure.dpi"] == 100
+    assert matplotlib.rcParams["font.size"] >= 8
+    root = Path(__file__).resolve().parents[1]
+    sources = [p.read_text(encoding="utf-8") for p in (root / "chapters").glob("*.ipynb")]
+    sources += [p.read_text(encoding="utf-8") for p in (root / "src" / "qkv").rglob("*.py")]
+    sizes = [float(size) for text in sources
+             for size in re.findall(r"(?:fontsize|labelsize)=([0-9.]+)", text)]
+    assert sizes and min(sizes) >= 8, f"a text of {min(sizes)} pt"
+    named = [name for text in sources
+             for name in re.findall(r"(?:fontsize|labelsize)=\\?[\"']([a-z-]+)", text)]
+    assert not {"xx-small", "x-small"} & set(named), "a text under 8 pt"
+    assert not any(re.search(r"\bdpi=([0-7]?[0-9])\b", text) for text in sources)
+    script = (root / "_static" / "legible-figures.js").read_text(encoding="utf-8")
+    scale = float(re.search(r"MIN_SCALE = ([0-9.]+)", script)[1])
+    assert 8 * 100 / 72 * scale >= 9
