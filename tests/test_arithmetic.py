@@ -1,21 +1,30 @@
-"""Tests of qkv.arithmetic, chapter 5's experiment: the no-position encoder provably cannot tell
+"""Tests of qkv.arithmetic, chapter 5's experiments: the no-position encoder provably cannot tell
 swapped-digit pairs apart, the other models can, the causal model is not permutation-invariant,
-decoding is self-consistent, and a tiny training run learns (step budgets and seeds only)."""
+decoding is self-consistent, and a tiny training run learns (step budgets and seeds only); the
+digit-sum task and models of the length experiment."""
 
 import pytest
 import torch
 
 from qkv.arithmetic import (
     POSITIONS,
+    SCHEMES,
     ArithmeticDecoder,
     ArithmeticEncoder,
+    DigitSumModel,
     ExperimentConfig,
+    LengthConfig,
+    accuracy_by_position,
     build_model,
+    digit_sum_batch,
     evaluate_model,
     multiset_bound,
+    position_modules,
     predict,
+    train_length_model,
     train_model,
 )
+from qkv.positional import ALiBi, RotaryEmbedding, T5RelativeBias
 from qkv.data.synthetic import ArithmeticTask
 
 
@@ -150,3 +159,68 @@ def test_multiset_bound_counts_the_best_answer_per_group():
     with torch.no_grad():
         model = model_for(task, "none").float()
     assert evaluate_model(model, task, "train")["exact"] <= bound
+
+
+# ------------------------------------------------------------------ the length experiment
+
+def test_digit_sum_targets_add_each_digit_to_the_one_before():
+    tokens, targets = digit_sum_batch(4, 7, torch.Generator().manual_seed(0))
+    assert tokens.shape == targets.shape == (4, 7) and tokens.dtype == torch.long
+    for row, target in zip(tokens.tolist(), targets.tolist()):
+        assert target == [(a + b) % 10 for a, b in zip([0] + row[:-1], row)]
+    again, _ = digit_sum_batch(4, 7, torch.Generator().manual_seed(0))
+    assert torch.equal(again, tokens)
+
+
+def test_position_modules_give_each_scheme_its_place():
+    for positions in SCHEMES:
+        added, hooked = position_modules(positions, 16, 4, max_len=12, causal=True)
+        assert isinstance(added, torch.nn.Identity) == (positions not in ("sinusoidal", "learned"))
+        kinds = {"rotary": RotaryEmbedding, "alibi": ALiBi, "t5": T5RelativeBias}
+        assert type(hooked) is kinds[positions] if positions in kinds else hooked is None
+    _, t5 = position_modules("t5", 16, 4, max_len=12, causal=True)
+    assert not t5.bidirectional and t5.max_distance == 12
+    with pytest.raises(ValueError, match="positions must be one of none, sinusoidal, learned, "
+                                         "rotary, alibi, t5"):
+        position_modules("relative", 16, 4, 12)
+
+
+@pytest.mark.parametrize("positions", SCHEMES)
+def test_digit_sum_models_are_causal_and_only_learned_positions_reject_longer_inputs(positions):
+    torch.manual_seed(0)
+    model = DigitSumModel(positions, train_length=6, d_model=16, num_heads=2, num_layers=2,
+                          d_ff=32).double().eval()
+    tokens, _ = digit_sum_batch(3, 6, torch.Generator().manual_seed(1))
+    logits = model(tokens)
+    assert logits.shape == (3, 6, 10)
+    changed = tokens.clone()
+    changed[:, 4:] = (changed[:, 4:] + 1) % 10   # later digits do not change earlier answers
+    torch.testing.assert_close(model(changed)[:, :4], logits[:, :4])
+    if positions == "learned":
+        with pytest.raises(ValueError, match="max_len=6"):
+            model(torch.zeros(1, 7, dtype=torch.long))
+    else:
+        assert model(torch.zeros(1, 30, dtype=torch.long)).shape == (1, 30, 10)
+
+
+def test_accuracy_by_position_of_a_model_that_always_answers_right():
+    class Oracle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, tokens):
+            previous = torch.nn.functional.pad(tokens[:, :-1], (1, 0))
+            return torch.nn.functional.one_hot((previous + tokens) % 10, 10).float()
+
+    accuracy = accuracy_by_position(Oracle(), 9, num_sequences=16)
+    assert accuracy.shape == (9,) and torch.all(accuracy == 1)
+
+
+def test_a_tiny_length_run_learns_the_trained_lengths():
+    config = LengthConfig(positions="alibi", train_length=8, d_model=32, num_heads=4,
+                          num_layers=2, d_ff=64, steps=300, batch_size=32, lr=1e-2,
+                          warmup_steps=30, seed=0)
+    model, history = train_length_model(config)
+    assert history.loss[-1] < 0.3 * history.loss[0]
+    assert accuracy_by_position(model, 8, num_sequences=128).mean() > 0.8  # chance: 0.1

@@ -1,8 +1,10 @@
-"""Tests of qkv.decoding: cached and uncached greedy decoding agree, beam 1 is greedy, and beam
-search finds the exact optimum of a small bigram model when the beam holds every hypothesis.
+"""Tests of qkv.decoding: cached and uncached greedy decoding (and beam search) agree, beam 1 is
+greedy, beam search finds the exact optimum of a small model when the beam holds every
+hypothesis, and a finished hypothesis is kept apart from the live beam.
 """
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -46,6 +48,14 @@ def test_beam_of_one_is_greedy(seed):
     model, src = trained_looking_model(seed, True), random_source(seed)
     assert torch.equal(beam_search(model, src, beam_size=1, max_new_tokens=15),
                        greedy_decode(model, src, max_new_tokens=15))
+
+
+@pytest.mark.parametrize("seed,beam_size", [(0, 2), (1, 4), (2, 5)])
+def test_cached_beam_search_equals_uncached_beam_search(seed, beam_size):
+    model, src = trained_looking_model(seed, seed != 1), random_source(seed)
+    cached = beam_search(model, src, beam_size=beam_size, max_new_tokens=12)
+    assert torch.equal(cached, beam_search(model, src, beam_size=beam_size, max_new_tokens=12,
+                                           use_cache=False))
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
@@ -119,6 +129,118 @@ def test_wide_beam_finds_the_exact_best_hypothesis(seed, alpha):
                       max_new_tokens=steps)[0].tolist()
     found = [t for t in out if t != PAD]
     assert found == best, (found, best, best_score)
+
+
+class PrefixTableModel:
+    """A stand-in for Seq2SeqTransformer whose next-token log-probabilities are a fixed table
+    indexed by the whole prefix (a tuple of tokens after <bos>), so that every hypothesis'
+    score is known. Its cache records the prefixes, so it follows beam search's reordering."""
+
+    pad_id, bos_id, eos_id, max_len = PAD, BOS, EOS, 50
+
+    def __init__(self, table, vocab):
+        self.table, self.vocab = table, vocab  # {prefix: {token: probability}}
+
+    def encode(self, src):
+        return torch.zeros(src.shape[0], 1, 1), torch.ones(src.shape[0], 1, dtype=torch.bool)
+
+    def new_cache(self):
+        class PrefixCache:
+            tokens = None
+
+            def reorder(self, index):
+                self.tokens = self.tokens[index]
+        return PrefixCache()
+
+    def log_prob(self, prefix, token):
+        row = self.table.get(tuple(prefix), {})
+        rest = 1 - sum(row.values())  # spread over the words the row does not name
+        unnamed = [t for t in range(3, self.vocab) if t not in row] + ([EOS] * (EOS not in row))
+        p = row.get(token, rest / len(unnamed) if token in unnamed else 0.0)
+        return math.log(p) if p > 0 else -1e4
+
+    def decode(self, tgt, memory, valid, cache=None, last_only=False):
+        if cache is not None:  # tgt holds only the new tokens
+            cache.tokens = tgt if cache.tokens is None else torch.cat([cache.tokens, tgt], 1)
+            tgt = cache.tokens
+        logits = torch.tensor([[self.log_prob(row[1:], t) for t in range(self.vocab)]
+                               for row in tgt.tolist()])
+        return logits[:, None, :]  # only the last position: what decoding asks for
+
+    def score(self, sequence):
+        return sum(self.log_prob(sequence[:i], t) for i, t in enumerate(sequence))
+
+
+def random_prefix_table(seed, vocab, steps):
+    """Random next-token distributions over <eos> and the words, one per prefix of words."""
+    gen = torch.Generator().manual_seed(seed)
+    words = list(range(3, vocab))
+    table = {}
+    for n in range(steps):
+        for prefix in itertools.product(words, repeat=n):
+            probs = torch.softmax(2 * torch.randn(len(words) + 1, generator=gen), 0).tolist()
+            table[prefix] = dict(zip([EOS, *words], probs))
+    return PrefixTableModel(table, vocab)
+
+
+def all_hypotheses(model, steps):
+    """Every hypothesis of at most ``steps`` tokens: ended by its first <eos>, or unfinished at
+    the step limit."""
+    words = [t for t in range(model.vocab) if t not in (PAD, BOS)]
+    for n in range(1, steps + 1):
+        for seq in itertools.product(words, repeat=n):
+            if EOS not in seq[:-1] and (n == steps or seq[-1] == EOS):
+                yield list(seq)
+
+
+@pytest.mark.parametrize("seed,vocab,steps,alpha",
+                         [(0, 6, 4, 0.0), (1, 6, 4, 0.6), (2, 6, 4, 1.0), (3, 5, 5, 0.6),
+                          (4, 5, 5, 2.0)])
+def test_a_beam_holding_every_hypothesis_returns_the_exhaustive_best(seed, vocab, steps, alpha):
+    model = random_prefix_table(seed, vocab, steps)
+    hypotheses = list(all_hypotheses(model, steps))
+    normalised = [model.score(h) / length_penalty(torch.tensor(len(h)), alpha).item()
+                  for h in hypotheses]
+    best = hypotheses[max(range(len(hypotheses)), key=normalised.__getitem__)]
+    out = beam_search(model, torch.zeros(1, 3, dtype=torch.long), beam_size=len(hypotheses),
+                      alpha=alpha, max_new_tokens=steps)[0].tolist()
+    assert [t for t in out if t != PAD] == best
+
+
+def test_a_finished_hypothesis_is_kept_when_live_ones_outrank_it():
+    """<eos> first is the best sentence (p = 0.2). With a beam of 3 it ranks second at step 1,
+    but at step 2 three live extensions (p = 0.21 each) outrank it, and all of them end badly.
+    A search that keeps finished hypotheses inside the beam, competing with live ones for
+    its K places (as this module once did), pushes it out at step 2 and returns a sentence
+    of p <= 0.105."""
+    a, b, c = 3, 4, 5
+    table = {(): {a: 0.7, EOS: 0.2, b: 0.05, c: 0.05},
+             (a,): {a: 0.3, b: 0.3, c: 0.3, EOS: 0.1}}
+    for first in (a, b, c):
+        for second in (a, b, c):
+            table[(first, second)] = {EOS: 0.5, a: 0.2, b: 0.2, c: 0.1}
+    model = PrefixTableModel(table, 6)
+    out = beam_search(model, torch.zeros(1, 2, dtype=torch.long), beam_size=3, alpha=0.0,
+                      max_new_tokens=5)[0].tolist()
+    assert out == [EOS]
+    assert model.score([EOS]) > max(model.score([a, x, EOS]) for x in (a, b, c))
+
+
+@pytest.mark.parametrize("alpha,steps", [(0.0, 1), (1.0, 2)])
+def test_the_stopping_rules(alpha, steps):
+    """After step 1, <eos> (p = 0.6) has finished and "a" (p = 0.4) is live. With alpha = 0 no
+    continuation of "a" can beat 0.6: the search stops. With alpha = 1 a long continuation
+    could (the bound divides by lp(30)), so it goes on until K = 2 hypotheses have finished."""
+    a = 3
+    table = {(): {EOS: 0.6, a: 0.4}, (a,): {EOS: 0.9, a: 0.1}}
+    model = PrefixTableModel(table, 4)
+    calls = []
+    decode = model.decode
+    model.decode = lambda *args, **kwargs: calls.append(1) or decode(*args, **kwargs)
+    out = beam_search(model, torch.zeros(1, 2, dtype=torch.long), beam_size=2, alpha=alpha,
+                      max_new_tokens=30)[0].tolist()
+    assert len(calls) == steps
+    assert out == [EOS]  # 0.6 beats 0.36 ** (1 / lp(2)) too
 
 
 def test_length_penalty_and_bad_arguments():

@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPOSITORY = CONFIG["repository"]["url"]
+RELEASE = "v" + tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def _load(path):
@@ -60,8 +62,25 @@ def test_the_written_chapters_are_executable():
 def test_first_code_cell_is_the_colab_cell_and_second_sets_up(path):
     colab, setup = (_source(c) for c in _code_cells(path)[:2])
     assert 'if "google.colab" in sys.modules:' in colab
-    assert f'"git+{REPOSITORY}.git"' in colab, "the Colab cell must install from _config.yml's repository"
+    assert f'"git+{REPOSITORY}.git@{RELEASE}"' in colab, \
+        "the Colab cell installs the release of _config.yml's repository (scripts/sync_colab.py)"
     assert "qkv.runtime.setup(" in setup or "setup(" in setup
+
+
+def test_every_chapter_asks_colab_for_a_gpu_and_carries_its_own_badge():
+    """scripts/sync_colab.py --check: metadata, badge and pinned release are up to date."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sync_colab", ROOT / "scripts" / "sync_colab.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--check"]) == 0
+    for path in EXECUTABLE:
+        notebook = _load(path)
+        assert notebook["metadata"]["accelerator"] == "GPU"
+        badge = next(c for c in notebook["cells"] if "colab-badge" in c["metadata"].get("tags", []))
+        assert f"/blob/main/chapters/{path.name})" in _source(badge)
+        assert "remove-cell" in badge["metadata"]["tags"]  # the HTML book has its launch button
 
 
 def _run_colab_cell(code, in_colab, monkeypatch):
@@ -81,7 +100,7 @@ def test_colab_cell_installs_only_on_colab_and_pins_nothing_colab_has(path, monk
     monkeypatch.delenv("QKV_INSTALL_SOURCE", raising=False)
     assert _run_colab_cell(code, in_colab=False, monkeypatch=monkeypatch) == []
     install_package, install_d2l = _run_colab_cell(code, in_colab=True, monkeypatch=monkeypatch)
-    assert install_package[-1] == f"git+{REPOSITORY}.git"
+    assert install_package[-1] == f"git+{REPOSITORY}.git@{RELEASE}"
     assert install_d2l[-2:] == ["--no-deps", "d2l==1.0.3"]
     for pinned in ("torch", "numpy", "matplotlib"):
         assert not any(arg.startswith(pinned) for arg in install_package + install_d2l)

@@ -1,6 +1,7 @@
-"""Tests of qkv.positional and of MultiHeadAttention's rotary hook: the paper's formula, parity
-with d2l, the rotation property, RoPE's relative-position property, and permutation
-(in)variance of self-attention without and with positions.
+"""Tests of qkv.positional and of MultiHeadAttention's position hook: the paper's formula, parity
+with d2l, the rotation property, RoPE's relative-position property, ALiBi's slopes, T5's
+buckets, translation invariance of the score biases, parity of the readable and fused paths with
+every scheme, and permutation (in)variance of self-attention without and with positions.
 """
 
 import math
@@ -12,11 +13,14 @@ from d2l import torch as d2l
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qkv.multihead import MultiHeadAttention
+from qkv.attention import causal_mask, padding_mask, scaled_dot_product_attention
+from qkv.multihead import MultiHeadAttention, fused_attention
 from qkv.positional import (
+    ALiBi,
     LearnedPositionalEncoding,
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
+    T5RelativeBias,
     alibi_bias,
     alibi_slopes,
     frequencies,
@@ -235,34 +239,40 @@ def test_rope_errors():
 
 # ---------------------------------------------------------------- MultiHeadAttention hook
 
-class Identity:
-    head_dim = 4
+class Recorder:
+    """A scheme that changes nothing (a rotation by 0, a zero bias) and records its calls."""
+
+    head_dim, num_heads = 4, 2
 
     def __init__(self):
-        self.offsets = []
+        self.calls = []
 
-    def __call__(self, x, offset=0):
-        self.offsets.append(offset)
-        return x
+    def rotate(self, q, k, q_offset, k_offset):
+        self.calls.append(("rotate", q.shape[-2], k.shape[-2], q_offset, k_offset))
+        return q, k
+
+    def score_bias(self, num_queries, num_keys, q_offset, k_offset):
+        self.calls.append(("score_bias", num_queries, num_keys, q_offset, k_offset))
+        return torch.zeros(self.num_heads, num_queries, num_keys)
 
 
-def twin_modules(rotary, seed=0):
+def twin_modules(position, seed=0):
     torch.manual_seed(seed)
     plain = MultiHeadAttention(8, 2).double()
     torch.manual_seed(seed)
-    hooked = MultiHeadAttention(8, 2, rotary=rotary).double()
+    hooked = MultiHeadAttention(8, 2, position=position).double()
     return plain, hooked
 
 
 @pytest.mark.parametrize("need_weights", [False, True])
-def test_identity_rotary_changes_nothing_and_receives_the_offsets(need_weights):
-    identity = Identity()
-    plain, hooked = twin_modules(identity)
+def test_a_neutral_scheme_changes_nothing_and_receives_the_offsets(need_weights):
+    recorder = Recorder()
+    plain, hooked = twin_modules(recorder)
     x, memory = torch.randn(2, 5, 8, dtype=torch.float64), torch.randn(2, 7, 8, dtype=torch.float64)
     expected = plain(x, memory, memory, need_weights=need_weights)
     got = hooked(x, memory, memory, need_weights=need_weights, q_offset=3, k_offset=1)
     torch.testing.assert_close(got[0], expected[0])
-    assert identity.offsets == [3, 1]
+    assert recorder.calls == [("rotate", 5, 7, 3, 1), ("score_bias", 5, 7, 3, 1)]
     assert list(hooked.state_dict()) == list(plain.state_dict())
 
 
@@ -285,12 +295,16 @@ def test_rotary_hook_on_the_fast_and_readable_paths_agree():
                                hooked(x, x, x, k_offset=2)[0])
 
 
-def test_rotary_hook_errors():
-    with pytest.raises(TypeError, match="rotary must be callable"):
-        MultiHeadAttention(8, 2, rotary=3)
-    with pytest.raises(ValueError, match="rotary works on head_dim=6, but d_model / num_heads = 4"):
-        MultiHeadAttention(8, 2, rotary=RotaryEmbedding(6))
-    module = MultiHeadAttention(8, 2, rotary=RotaryEmbedding(4))
+def test_position_hook_errors():
+    with pytest.raises(TypeError, match="position must have a method rotate"):
+        MultiHeadAttention(8, 2, position=3)
+    with pytest.raises(ValueError, match="position works on head_dim=6, but the attention has "
+                                         "head_dim=4"):
+        MultiHeadAttention(8, 2, position=RotaryEmbedding(6))
+    with pytest.raises(ValueError, match="position works on num_heads=4, but the attention has "
+                                         "num_heads=2"):
+        MultiHeadAttention(8, 2, position=ALiBi(4))
+    module = MultiHeadAttention(8, 2, position=RotaryEmbedding(4))
     x = torch.zeros(1, 3, 8)
     with pytest.raises(ValueError, match="q_offset must be an int >= 0"):
         module(x, x, x, q_offset=-1)
@@ -309,7 +323,8 @@ def embedded_sequence(tokens, seed=0):
 def self_attention(positions):
     """Self-attention over (1, L, 8) with positions 'none', 'sinusoidal' or 'rotary'."""
     torch.manual_seed(1)
-    module = MultiHeadAttention(8, 2, rotary=RotaryEmbedding(4) if positions == "rotary" else None)
+    rotary = RotaryEmbedding(4) if positions == "rotary" else None
+    module = MultiHeadAttention(8, 2, position=rotary)
     module = module.double()
     table = SinusoidalPositionalEncoding(8, max_len=32).double()
 
@@ -433,3 +448,160 @@ def test_t5_bucket_rejects_float_offsets_and_too_few_buckets():
         t5_relative_bucket(torch.tensor([0.5]))
     with pytest.raises(ValueError, match="num_buckets"):
         t5_relative_bucket(torch.tensor([1]), num_buckets=2)
+
+
+def test_alibi_bias_with_both_offsets_depends_on_the_offset_only():
+    full = alibi_bias(2, 12, 12, dtype=torch.float64)
+    assert torch.equal(alibi_bias(2, 3, 5, q_offset=6, k_offset=4, dtype=torch.float64),
+                       full[:, 6:9, 4:9])
+    assert torch.equal(alibi_bias(2, 3, 5, q_offset=106, k_offset=104),
+                       alibi_bias(2, 3, 5, q_offset=6, k_offset=4))
+
+
+# ------------------------------------------------------------- score biases in the attention
+
+def scheme(name, heads=2, head_dim=4, seed=0):
+    """A position scheme by name; the T5 table gets random values (it starts at zero)."""
+    if name == "rotary":
+        return RotaryEmbedding(head_dim)
+    if name == "alibi":
+        return ALiBi(heads)
+    torch.manual_seed(seed)
+    t5 = T5RelativeBias(heads, bidirectional=name == "t5", num_buckets=8, max_distance=6)
+    torch.nn.init.normal_(t5.bias.weight)
+    return t5
+
+
+SCHEMES = ["rotary", "alibi", "t5", "t5-causal"]
+
+
+@pytest.mark.parametrize("name", ["alibi", "t5", "t5-causal"])
+def test_score_biases_are_translation_invariant(name):
+    """bias[h, i, j] depends on (j + k_offset) - (i + q_offset) only."""
+    bias = scheme(name).score_bias
+    full = bias(30, 30, 0, 0).double()
+    assert full.shape == (2, 30, 30)
+    assert torch.equal(full[:, 1:, 1:], full[:, :-1, :-1])
+    for q_offset, k_offset in [(3, 0), (0, 5), (7, 7), (130, 125)]:
+        part = bias(4, 6, q_offset, k_offset).double()
+        expected = torch.stack([torch.stack([full[:, 15, 15 + (k_offset + j) - (q_offset + i)]
+                                             for j in range(6)], -1) for i in range(4)], 1)
+        torch.testing.assert_close(part, expected, atol=0, rtol=0)
+
+
+def test_t5_causal_bias_gives_all_later_keys_the_bias_of_the_query_itself():
+    bias = scheme("t5-causal").score_bias(5, 5, 0, 0)
+    later = torch.ones(5, 5, dtype=torch.bool).triu(1)
+    assert torch.all(bias[:, later] == bias[:, 0, 0][:, None])
+
+
+def masks_for(kind, batch, num_queries, num_keys):
+    if kind == "none":
+        return None
+    if kind == "causal":
+        return causal_mask(num_queries, num_keys)
+    mask = padding_mask(torch.tensor([num_keys, 2]), num_keys).unsqueeze(1)  # (B, 1, 1, L_k)
+    if kind == "empty-row":  # a query with no allowed key at all
+        mask = mask & torch.ones(num_queries, num_keys, dtype=torch.bool).index_fill(
+            0, torch.tensor([1]), False)
+    return mask
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+@pytest.mark.parametrize("kind", ["none", "causal", "padding", "empty-row"])
+def test_readable_and_fused_paths_agree_with_every_scheme(name, kind):
+    _, module = twin_modules(scheme(name))
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 5, 8, generator=gen, dtype=torch.float64)
+    mask = masks_for(kind, 2, 5, 5)
+    readable, weights = module(x, x, x, mask, need_weights=True)
+    fused, _ = module(x, x, x, mask)
+    torch.testing.assert_close(fused, readable, atol=1e-12, rtol=1e-12)
+    if mask is not None:  # masked keys get exactly zero weight whatever their bias
+        assert torch.all(weights[~mask.expand_as(weights)] == 0)
+    if kind == "empty-row":  # a query without keys: zero attention, the output bias alone
+        torch.testing.assert_close(readable[:, 1], module.W_o.bias.expand(2, 8))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("name", ["alibi", "t5"])
+def test_score_biases_work_in_every_dtype_with_masked_rows(name, dtype):
+    _, module = twin_modules(scheme(name))
+    module = module.to(dtype)
+    x = torch.randn(2, 5, 8).to(dtype)
+    mask = masks_for("empty-row", 2, 5, 5)
+    readable, weights = module(x, x, x, mask, need_weights=True)
+    fused, _ = module(x, x, x, mask)
+    assert readable.dtype == fused.dtype == dtype
+    assert torch.isfinite(readable).all() and torch.isfinite(fused).all()
+    torch.testing.assert_close(fused.float(), readable.float(), atol=2e-2, rtol=2e-2)
+    assert torch.all(weights[:, :, 1] == 0)
+
+
+def test_functional_paths_take_a_score_bias_and_check_it():
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 4, 8, generator=gen, dtype=torch.float64) for _ in range(3))
+    bias = torch.randn(3, 4, 4, generator=gen, dtype=torch.float64)
+    mask = causal_mask(4)
+    readable, _ = scaled_dot_product_attention(q, k, v, mask, score_bias=bias)
+    torch.testing.assert_close(fused_attention(q, k, v, mask, score_bias=bias), readable)
+    by_hand = torch.softmax((q @ k.transpose(-2, -1) / math.sqrt(8) + bias).masked_fill(
+        ~mask, float("-inf")), -1) @ v
+    torch.testing.assert_close(readable, by_hand)
+    with pytest.raises(ValueError, match=r"score_bias of shape \(3, 4, 5\) does not broadcast"):
+        scaled_dot_product_attention(q, k, v, score_bias=torch.zeros(3, 4, 5, dtype=torch.float64))
+    with pytest.raises(TypeError, match="score_bias must have the dtype of q"):
+        fused_attention(q, k, v, score_bias=bias.float())
+    with pytest.raises(TypeError, match="score_bias must be a floating-point tensor"):
+        fused_attention(q, k, v, score_bias=mask)
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_gradients_reach_the_t5_table_on_both_paths(need_weights):
+    t5 = T5RelativeBias(2, num_buckets=8, max_distance=6)
+    _, module = twin_modules(t5)
+    x = torch.randn(2, 9, 8, dtype=torch.float64)
+    output, _ = module(x, x, x, causal_mask(9), need_weights=need_weights)
+    output.pow(2).sum().backward()
+    gradient = t5.bias.weight.grad
+    assert gradient is not None and gradient.shape == (8, 2)
+    assert gradient[:4].abs().sum() > 0      # the buckets of keys at or before the query
+    assert torch.all(gradient[5:] == 0)     # keys after the query are masked: no gradient
+    # both paths give the same gradient
+    t5.bias.weight.grad = None
+    module(x, x, x, causal_mask(9), need_weights=not need_weights)[0].pow(2).sum().backward()
+    torch.testing.assert_close(t5.bias.weight.grad, gradient)
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_decoding_with_offsets_gives_the_last_rows_of_the_full_computation(name, need_weights):
+    """Queries for the last positions only, at q_offset, against all keys: the same rows."""
+    _, module = twin_modules(scheme(name))
+    x = torch.randn(2, 7, 8, dtype=torch.float64)
+    full, _ = module(x, x, x, causal_mask(7), need_weights=need_weights)
+    for start in (6, 4):
+        last, _ = module(x[:, start:], x, x, causal_mask(7 - start, 7),
+                         need_weights=need_weights, q_offset=start)
+        torch.testing.assert_close(last, full[:, start:], atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["alibi", "t5"])
+def test_with_a_score_bias_shifting_every_position_changes_nothing(name):
+    _, module = twin_modules(scheme(name))
+    x = torch.randn(1, 6, 8, dtype=torch.float64)
+    base, _ = module(x, x, x)
+    torch.testing.assert_close(module(x, x, x, q_offset=50, k_offset=50)[0], base)
+    assert not torch.allclose(module(x, x, x, q_offset=2)[0], base)
+
+
+def test_position_scheme_modules():
+    t5 = T5RelativeBias(3)
+    assert t5.bias.weight.shape == (32, 3) and torch.all(t5.bias.weight == 0)
+    assert [name for name, _ in t5.named_parameters()] == ["bias.weight"]
+    assert list(ALiBi(3).parameters()) == [] and "num_heads=3" in repr(ALiBi(3))
+    torch.testing.assert_close(ALiBi(4).score_bias(3, 5, 2, 0), alibi_bias(4, 3, 5, q_offset=2))
+    with pytest.raises(ValueError, match="num_buckets"):
+        T5RelativeBias(2, num_buckets=2)
+    with pytest.raises(ValueError, match="num_heads"):
+        ALiBi(0)

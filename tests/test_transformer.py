@@ -10,7 +10,7 @@ from torch import nn
 
 from qkv.attention import causal_mask
 from qkv.multihead import mask_from_torch
-from qkv.positional import RotaryEmbedding
+from qkv.positional import RotaryEmbedding, T5RelativeBias
 from qkv.seq2seq import Seq2SeqTransformer, sequence_loss
 from qkv.transformer import (
     DecoderBlock,
@@ -101,15 +101,20 @@ def test_encoder_final_norm_only_with_pre_ln_by_default():
     assert isinstance(TransformerEncoder(1, D, H, F_SIZE, final_norm=True).norm, nn.LayerNorm)
 
 
-def test_encoder_passes_rotary_to_every_block_and_it_changes_the_output():
+@pytest.mark.parametrize("scheme", ["rotary", "t5"])
+def test_encoder_passes_one_position_scheme_to_every_block_and_it_changes_the_output(scheme):
     torch.manual_seed(0)
-    rotary = RotaryEmbedding(D // H)
-    with_rope = TransformerEncoder(2, D, H, F_SIZE, rotary=rotary).double()
-    assert all(layer.self_attn.rotary is rotary for layer in with_rope.layers)
+    position = RotaryEmbedding(D // H) if scheme == "rotary" else T5RelativeBias(H)
+    if scheme == "t5":
+        torch.nn.init.normal_(position.bias.weight)
+    with_position = TransformerEncoder(2, D, H, F_SIZE, position=position).double()
+    assert all(layer.self_attn.position is position for layer in with_position.layers)
     plain = TransformerEncoder(2, D, H, F_SIZE).double()
-    plain.load_state_dict(with_rope.state_dict())
+    plain.load_state_dict(with_position.state_dict(), strict=False)
     x = randn(7, 1, 4, D)
-    assert not torch.allclose(with_rope(x), plain(x))
+    assert not torch.allclose(with_position(x), plain(x))
+    if scheme == "t5":  # one shared table, stored once per block in the state dict
+        assert sum(p is position.bias.weight for p in with_position.parameters()) == 1
 
 
 def test_encoder_without_positions_is_permutation_equivariant():

@@ -1,6 +1,7 @@
 """Tests of qkv.translation: a smoke-budget train-then-translate through the command line,
 exact resumption, checkpoints loaded with weights_only=True, line-preserving translation, bad
-input named by line, evaluation of any parallel files, and checkpoints written as sets.
+input named by line, evaluation of any parallel files (with confidence intervals), checkpoints
+written as sets, the attention analysis, and checkpoints shared as checksummed archives.
 """
 
 import dataclasses
@@ -10,16 +11,22 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 import torch
 
+from qkv.checkpoints import fetch_translator, load_translator, pack_translator
+from qkv.data.multi30k import sha256_of
 from qkv.translation import (
     RECIPES,
     _length_groups,
+    alignment_by_head,
+    anchors,
     capped,
-    load_translator,
+    cross_attention,
+    head_alignment,
     main,
     read_lines,
     train,
@@ -215,3 +222,124 @@ def test_a_save_that_fails_while_writing_leaves_the_old_set_alone(tmp_path, monk
         train(TINY, folder, resume=True, progress=False)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_evaluate_prints_intervals_and_lower_cased_bleu(tiny_model, tmp_path, capsys):
+    src, ref = tmp_path / "de.txt", tmp_path / "en.txt"
+    src.write_text("Ein Hund rennt.\nEine Frau.\nZwei Männer.\n", encoding="utf-8")
+    ref.write_text("A dog runs.\nA woman.\nTwo men.\n", encoding="utf-8")
+    assert main(["evaluate", "--model", str(tiny_model), "--src", str(src), "--ref", str(ref),
+                 "--bootstrap", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "95 % CI" in out and "bs:50" in out and "BLEU, lower-cased" in out
+    assert "case:lc" in out
+
+
+# ----------------------------------------------------------------------------- looking inside
+
+def test_head_alignment_of_known_patterns():
+    eye, flipped = torch.eye(4), torch.eye(4).flip(1)
+    uniform = torch.full((4, 4), 0.25)
+    stuck = torch.zeros(4, 4)
+    stuck[:, 2] = 1.0  # every step looks at source token 2
+    result = head_alignment(torch.stack([eye, flipped, uniform, stuck]))
+    torch.testing.assert_close(result["concentration"], torch.tensor([1.0, 1.0, 0.25, 1.0]))
+    torch.testing.assert_close(result["monotonicity"], torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    skipping = torch.tensor([[0.7, 0.3, 0.0], [0.1, 0.1, 0.8], [0.2, 0.6, 0.2]])
+    one = head_alignment(skipping)  # peaks 0, 2, 1: one forward move of two
+    assert one["concentration"].item() == pytest.approx((0.7 + 0.8 + 0.6) / 3)
+    assert one["monotonicity"].item() == pytest.approx(0.5)
+    assert head_alignment(torch.ones(1, 1, 3) / 3)["monotonicity"].item() == 0.0
+    with pytest.raises(ValueError, match="weights"):
+        head_alignment(torch.ones(3))
+
+
+def test_anchors_are_tokens_spelled_alike_once_on_each_side():
+    source = ["▁Peter", "▁spielt", "▁in", "▁einem", "▁Park", "▁in", "."]
+    output = ["▁Peter", "▁plays", "▁in", "▁a", "▁Park", "."]
+    assert anchors(source, output) == [(0, 0), (4, 4)]  # "in" twice in the source, "." no letter
+
+
+def test_cross_attention_and_alignment_by_head_shapes(tiny_model):
+    model, tokenizer, config, _ = load_translator(tiny_model)
+    seen = cross_attention(model, tokenizer, "Ein Hund rennt im Park.", max_new_tokens=8)
+    layers, heads = config["model"]["num_decoder_layers"], config["model"]["num_heads"]
+    assert seen.weights.shape == (layers, heads, len(seen.output_tokens),
+                                  len(seen.source_tokens))
+    torch.testing.assert_close(seen.weights.sum(-1), torch.ones(seen.weights.shape[:-1]))
+    assert seen.translation == translate(model, tokenizer, ["Ein Hund rennt im Park."])[0] or \
+        len(seen.output_tokens) == 8
+    given = cross_attention(model, tokenizer, "Ein Hund rennt im Park.", "A dog runs.")
+    assert given.output_tokens == tokenizer.tokens("A dog runs.")
+    sources = ["Ein Hund.", "Peter spielt in Berlin.", ""]
+    summary = alignment_by_head(model, tokenizer, sources, ["A dog.", "Peter plays in Berlin.",
+                                                            "Nothing."])
+    expected_hits, expected_count = 0.0, 0
+    for source, output in zip(sources[:2], ["A dog.", "Peter plays in Berlin."]):
+        alone = cross_attention(model, tokenizer, source, output)
+        for row, column in anchors(alone.source_tokens, alone.output_tokens):
+            expected_hits = expected_hits + (alone.weights[:, :, row].argmax(-1) == column).float()
+            expected_count += 1
+    assert summary["sentences"] == 2 and summary["anchors"] == expected_count > 0
+    torch.testing.assert_close(summary["anchor_hits"], expected_hits / expected_count)
+    assert summary["concentration"].shape == (layers, heads)
+    assert summary["monotonicity"].shape == (layers, heads)
+    assert summary["anchor_hits"].shape == (layers, heads)
+
+
+# ----------------------------------------------------------------------------- sharing
+
+def test_fetch_translator_from_a_file_url_with_its_checksum(tiny_model, tmp_path):
+    archive = tmp_path / "share" / "model.tar.gz"
+    digest = pack_translator(tiny_model, archive)
+    assert digest == sha256_of(archive)
+    assert pack_translator(tiny_model, tmp_path / "again.tar.gz") == digest  # reproducible
+    with pytest.raises(FileExistsError):
+        pack_translator(tiny_model, archive)
+    cache = tmp_path / "cache"
+    model, tokenizer, _, state = fetch_translator(archive.as_uri(), digest, cache=cache)
+    original, _, _, _ = load_translator(tiny_model)
+    for p, q in zip(original.state_dict().values(), model.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert state["step"] == 6
+    kept = sorted(p.name for p in cache.iterdir())
+    assert kept == [digest[:16], f"{digest[:16]}.tar.gz"]  # no temporary files left
+    archive.unlink()  # a second call uses the cached copy, without the URL
+    fetch_translator(archive.as_uri(), digest.upper(), cache=cache)
+    folder_model, _, _, _ = fetch_translator(tiny_model)  # a folder works too
+    assert folder_model.config == model.config
+
+
+def test_fetch_translator_refuses_a_bad_checksum_and_keeps_the_users_files(tiny_model, tmp_path,
+                                                                          capsys):
+    archive = tmp_path / "model.tar.gz"
+    digest = pack_translator(tiny_model, archive)
+    wrong = "0" * 64
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="SHA-256"):
+        fetch_translator(archive.as_uri(), wrong, cache=cache)
+    assert list(cache.iterdir()) == []  # nothing saved, no temporary file left
+    with pytest.raises(ValueError, match="sha256"):
+        fetch_translator(archive.as_uri(), None, cache=cache)
+    with pytest.raises(ConnectionError, match="could not download"):
+        fetch_translator((tmp_path / "missing.tar.gz").as_uri(), digest, cache=cache)
+    users = cache / f"{digest[:16]}.tar.gz"
+    users.write_bytes(b"the user's own file")
+    with pytest.raises(ValueError, match="not overwritten"):
+        fetch_translator(archive.as_uri(), digest, cache=cache)
+    assert users.read_bytes() == b"the user's own file"
+    assert main(["translate", "--model", archive.as_uri(), "--sha256", wrong]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["pack", "--model", str(tiny_model), "--out", str(tmp_path / "cli.tar.gz")]) == 0
+    assert capsys.readouterr().out == f"{digest}  {tmp_path / 'cli.tar.gz'}\n"
+    assert main(["pack", "--model", str(tiny_model), "--out", str(archive)]) == 1  # exists
+    assert "not overwritten" in capsys.readouterr().err
+    not_a_checkpoint = tmp_path / "other.tar.gz"
+    with tarfile.open(not_a_checkpoint, "w:gz") as tar:
+        tar.add(archive, arcname="../evil")
+    with pytest.raises(ValueError, match="not a checkpoint archive"):
+        fetch_translator(not_a_checkpoint.as_uri(), sha256_of(not_a_checkpoint),
+                         cache=tmp_path / "cache2")
+    assert not (tmp_path / "evil").exists()
+    assert [p.name for p in (tmp_path / "cache2").iterdir()] == \
+        [f"{sha256_of(not_a_checkpoint)[:16]}.tar.gz"]

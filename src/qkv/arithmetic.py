@@ -16,6 +16,10 @@ Two formulations of the task "a+b=" -> answer, both built from
 
 :func:`train_model` trains either with :func:`qkv.train.fit`; :func:`evaluate_model` measures
 exact-match accuracy on held-out equations and on swapped-digit pairs.
+
+The length-generalisation experiment (section 5.8) trains :class:`DigitSumModel`, a causal
+model, on :func:`digit_sum_batch` sequences of one length with each of :data:`SCHEMES` and
+measures, with :func:`accuracy_by_position`, how it does on longer ones.
 """
 
 from __future__ import annotations
@@ -28,34 +32,57 @@ from torch.nn import functional as F
 
 from qkv.attention import _require_count, causal_mask
 from qkv.data.synthetic import ArithmeticSplit, ArithmeticTask
-from qkv.positional import LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding
+from qkv.positional import (ALiBi, LearnedPositionalEncoding, RotaryEmbedding,
+                            SinusoidalPositionalEncoding, T5RelativeBias)
 from qkv.runtime import dry_run_steps
 from qkv.train import History, fit
 from qkv.transformer import TransformerEncoder
 
 POSITIONS = ("none", "sinusoidal", "learned", "rotary")
-"""The position encodings the experiment compares."""
+"""The position encodings the arithmetic experiment compares."""
+
+SCHEMES = POSITIONS + ("alibi", "t5")
+"""The position schemes the length-generalisation experiment compares."""
+
+
+def position_modules(positions: str, d_model: int, num_heads: int, max_len: int,
+                     causal: bool = False) -> tuple[nn.Module, nn.Module | None]:
+    """``(added, hooked)`` for one of :data:`SCHEMES`: the module that adds positions to the
+    token vectors (``nn.Identity`` if none) and the scheme for the attention's position hook
+    (None if none). Learned positions exist for ``max_len`` positions; the other schemes accept
+    any length. T5's 16 buckets are one-directional in a causal model, with ``max_distance`` =
+    ``max_len`` (at least 9): every longer distance shares the bucket of the longest distance
+    trained.
+    """
+    if positions not in SCHEMES:
+        raise ValueError(f"positions must be one of {', '.join(SCHEMES)}; got {positions!r}")
+    # Learned positions start at the scale of the token vectors (nn.Embedding: N(0, 1)).
+    longest = max(max_len, 4096)
+    added = {"sinusoidal": lambda: SinusoidalPositionalEncoding(d_model, max_len=longest),
+             "learned": lambda: LearnedPositionalEncoding(d_model, max_len, init_std=1.0)}
+    hooked = {"rotary": lambda: RotaryEmbedding(d_model // num_heads),
+              "alibi": lambda: ALiBi(num_heads),
+              # 16 buckets: exact distances up to 7 (causal) need max_distance >= 9
+              "t5": lambda: T5RelativeBias(num_heads, bidirectional=not causal, num_buckets=16,
+                                           max_distance=max(max_len, 9))}
+    return (added.get(positions, nn.Identity)(),
+            hooked[positions]() if positions in hooked else None)
 
 
 class _Backbone(nn.Module):
     """Token embedding, optional additive positions, a pre-LN encoder stack and a linear head."""
 
     def __init__(self, vocab_size: int, max_len: int, positions: str, d_model: int,
-                 num_heads: int, num_layers: int, d_ff: int, dropout: float):
+                 num_heads: int, num_layers: int, d_ff: int, dropout: float,
+                 causal: bool = False):
         super().__init__()
-        if positions not in POSITIONS:
-            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}; got "
-                             f"{positions!r}")
         _require_count("vocab_size", vocab_size)
         self.positions = positions
         self.embedding = nn.Embedding(vocab_size, d_model)
-        # Learned positions start at the scale of the token vectors (nn.Embedding: N(0, 1)).
-        additive = {"sinusoidal": lambda: SinusoidalPositionalEncoding(d_model, max_len=max_len),
-                    "learned": lambda: LearnedPositionalEncoding(d_model, max_len, init_std=1.0)}
-        self.add_positions = additive.get(positions, nn.Identity)()
-        rotary = RotaryEmbedding(d_model // num_heads) if positions == "rotary" else None
+        self.add_positions, hooked = position_modules(positions, d_model, num_heads, max_len,
+                                                      causal)
         self.encoder = TransformerEncoder(num_layers, d_model, num_heads, d_ff, dropout,
-                                          norm_first=True, rotary=rotary)
+                                          norm_first=True, position=hooked)
         self.head = nn.Linear(d_model, vocab_size)
 
     def run(self, x: torch.Tensor, mask=None, need_weights: bool = False):
@@ -237,7 +264,7 @@ def multiset_bound(task: ArithmeticTask, split: str = "test") -> float:
 
 
 def train_model(task: ArithmeticTask, config: ExperimentConfig, device=None,
-                eval_every: int | None = None, progress: bool = False):
+                eval_every: int | None = None, progress: bool | None = None):
     """Build and train the model of ``config`` on ``task``'s training split.
 
     Returns ``(model, history)``; ``history.evals`` holds :func:`evaluate_model` on the test
@@ -259,3 +286,106 @@ def train_model(task: ArithmeticTask, config: ExperimentConfig, device=None,
         eval_every=eval_every, evaluate=lambda m: evaluate_model(m, task), device=device,
         seed=config.seed, progress=progress)
     return model, history
+
+
+# ------------------------------------------------------------- length generalisation (5.8)
+
+def digit_sum_batch(batch_size: int, length: int, generator: torch.Generator | None = None):
+    """Random digit sequences and their targets: ``y_t = (x_{t-1} + x_t) mod 10`` (x_{-1} = 0).
+
+    Each answer needs the current digit and the one just before it, at any length: the
+    kind of local dependence that dominates language modelling.
+
+    Returns:
+        ``(tokens, targets)``, both int64 (batch_size, length), digits 0-9.
+    """
+    _require_count("batch_size", batch_size)
+    _require_count("length", length)
+    tokens = torch.randint(0, 10, (batch_size, length), generator=generator)
+    previous = F.pad(tokens[:, :-1], (1, 0))  # (B, L): 0 before the first digit
+    return tokens, (previous + tokens) % 10
+
+
+class DigitSumModel(nn.Module):
+    """A causal (decoder-only) Transformer that writes ``(x_{t-1} + x_t) mod 10`` at every t.
+
+    Pre-LN encoder blocks under a causal mask (:class:`_Backbone`), with one of
+    :data:`SCHEMES`. ``forward(tokens (B, L) int64)`` returns logits (B, L, 10); a model with
+    learned positions rejects L > ``train_length``.
+    """
+
+    def __init__(self, positions: str, train_length: int, d_model: int = 64, num_heads: int = 4,
+                 num_layers: int = 2, d_ff: int = 128):
+        super().__init__()
+        self.train_length = train_length
+        self.backbone = _Backbone(10, train_length, positions, d_model, num_heads, num_layers,
+                                  d_ff, 0.0, causal=True)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        length = tokens.shape[-1] if isinstance(tokens, torch.Tensor) else 0
+        _check_tokens("tokens", tokens, length)
+        mask = causal_mask(length, device=tokens.device)
+        return self.backbone.run(self.backbone.embedding(tokens), mask)[0]
+
+    def loss(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over every position; targets (B, L) int64."""
+        return F.cross_entropy(self(tokens).flatten(0, 1), targets.flatten())
+
+
+@dataclass(frozen=True)
+class LengthConfig:
+    """One run of the length experiment: the scheme, the training length and the budget."""
+
+    positions: str = "alibi"
+    train_length: int = 16
+    d_model: int = 64
+    num_heads: int = 4
+    num_layers: int = 2
+    d_ff: int = 128
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup_steps: int = 60
+    seed: int = 0
+
+
+def train_length_model(config: LengthConfig, device=None) -> tuple[DigitSumModel, History]:
+    """Train a :class:`DigitSumModel` on sequences of exactly ``config.train_length`` digits.
+
+    A causal model trained on length L is trained on every prefix, so on every length up to L:
+    the answer at position t sees t + 1 digits. Fresh random sequences at every step.
+    """
+    steps, warmup_steps = config.steps, config.warmup_steps
+    cap = dry_run_steps()
+    if cap is not None:
+        steps = min(steps, cap)
+        warmup_steps = min(warmup_steps, steps - 1)
+    torch.manual_seed(config.seed)
+    model = DigitSumModel(config.positions, config.train_length, config.d_model,
+                          config.num_heads, config.num_layers, config.d_ff)
+
+    def batches(step: int):  # a function of the step: the same batches on every run
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        return digit_sum_batch(config.batch_size, config.train_length, generator)
+
+    history = fit(model, batches,
+                  lambda m, batch: m.loss(*batch), steps, lr=config.lr,
+                  warmup_steps=warmup_steps, schedule="cosine", device=device,
+                  seed=config.seed)
+    return model, history
+
+
+@torch.no_grad()
+def accuracy_by_position(model: DigitSumModel, length: int, num_sequences: int = 512,
+                         seed: int = 1234) -> torch.Tensor:
+    """Fraction of right answers at each position t = 0, ..., length - 1 (float64 (length,)).
+
+    Under the causal mask the answer at t depends on the first t + 1 digits only, so the
+    accuracy over positions 0, ..., n - 1 is the accuracy on sequences of length n.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    tokens, targets = digit_sum_batch(num_sequences, length,
+                                      torch.Generator().manual_seed(seed))
+    right = model(tokens.to(device)).argmax(-1).cpu() == targets
+    return right.double().mean(0)

@@ -2,13 +2,14 @@
 
 A query is compared with every key by a *scoring function*; a softmax over the keys turns the
 scores into weights; the output is the weighted sum of the values. This module holds each of
-those steps as a small function, plus two thin ``nn.Module`` wrappers:
+those steps as a small function, plus thin ``nn.Module`` wrappers:
 
 * masks: :func:`padding_mask` (from valid lengths) and :func:`causal_mask` (no peeking ahead);
 * :func:`masked_softmax`: softmax over the keys a query may attend to;
 * :func:`attention_pooling`: weights from any scores, then the weighted sum of the values;
 * :func:`scaled_dot_product_attention`: scores ``q . k / sqrt(d)`` (Vaswani et al., 2017);
-* :class:`DotProductAttention` and :class:`AdditiveAttention` (Bahdanau et al., 2015).
+* :class:`DotProductAttention` and :class:`AdditiveAttention` (Bahdanau et al., 2015);
+* :class:`BilinearAttention`: scores ``q^T W k`` with a learned W (Luong et al., 2015).
 
 One mask convention holds everywhere: a **boolean** mask that is ``True`` where a query **may**
 attend to a key (the convention of ``torch.nn.functional.scaled_dot_product_attention``;
@@ -222,12 +223,17 @@ def _check_qkv(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) 
 
 
 def check_dot_product_inputs(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    score_bias: torch.Tensor | None = None,
 ) -> None:
-    """Raise a clear error unless q, k, v (and mask) fit dot-product attention.
+    """Raise a clear error unless q, k, v (mask and score bias) fit dot-product attention.
 
     q (..., L_q, D), k (..., L_k, D), v (..., L_k, D_v): floats of one dtype and rank, leading
-    dimensions that broadcast; mask None or boolean and broadcastable to (..., L_q, L_k).
+    dimensions that broadcast; mask None or boolean and broadcastable to (..., L_q, L_k);
+    score_bias None or a float of q's dtype broadcastable to (..., L_q, L_k).
     """
     _check_qkv(q, k, v)
     if q.shape[-1] != k.shape[-1]:
@@ -237,6 +243,20 @@ def check_dot_product_inputs(
     if mask is not None:
         batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
         check_mask(mask, (*batch, q.shape[-2], k.shape[-2]))
+    if score_bias is not None:
+        _require_float("score_bias", score_bias)
+        if score_bias.dtype != q.dtype:
+            raise TypeError(f"score_bias must have the dtype of q, {q.dtype}; got "
+                            f"{score_bias.dtype}")
+        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+        target = (*batch, q.shape[-2], k.shape[-2])
+        try:
+            fits = torch.broadcast_shapes(score_bias.shape, target) == target
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"score_bias of shape {tuple(score_bias.shape)} does not broadcast "
+                             f"to {target}, the shape of the attention scores")
 
 
 def scaled_dot_product_attention(
@@ -245,12 +265,16 @@ def scaled_dot_product_attention(
     v: torch.Tensor,
     mask: torch.Tensor | None = None,
     dropout_p: float = 0.0,
+    score_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scaled dot-product attention, written out so that the weights can be inspected.
 
-    ``weights = masked_softmax(q @ k^T / sqrt(D), mask)`` and ``output = weights @ v``. It
-    computes what ``torch.nn.functional.scaled_dot_product_attention`` computes, and like it
-    applies dropout to the weights whenever ``dropout_p > 0`` (a module passes 0 in eval mode).
+    ``weights = masked_softmax(q @ k^T / sqrt(D) + score_bias, mask)`` and
+    ``output = weights @ v``. It computes what
+    ``torch.nn.functional.scaled_dot_product_attention`` computes (there, a float
+    ``attn_mask`` is the score bias), and like it applies dropout to the weights whenever
+    ``dropout_p > 0`` (a module passes 0 in eval mode). Masked keys get exactly zero weight
+    whatever their bias.
 
     Args:
         q: queries (..., L_q, D), floating point.
@@ -258,13 +282,17 @@ def scaled_dot_product_attention(
         v: values (..., L_k, D_v), same dtype and rank; leading dimensions broadcast.
         mask: optional boolean mask broadcastable to (..., L_q, L_k); True = may attend.
         dropout_p: probability of dropping an attention weight, in [0, 1).
+        score_bias: optional float tensor of q's dtype, broadcastable to (..., L_q, L_k),
+            added to the scores before the softmax (relative positions, chapter 5).
 
     Returns:
         ``(output, weights)``: output (..., L_q, D_v) and weights (..., L_q, L_k) before dropout.
     """
-    check_dot_product_inputs(q, k, v, mask)
+    check_dot_product_inputs(q, k, v, mask, score_bias)
     # Scaling q before the product keeps float16 products in range for longer.
     scores = (q / math.sqrt(q.shape[-1])) @ k.transpose(-2, -1)
+    if score_bias is not None:
+        scores = scores + score_bias  # a bias per query-key pair, e.g. by offset (chapter 5)
     return attention_pooling(scores, v, mask, dropout_p)
 
 
@@ -322,5 +350,40 @@ class AdditiveAttention(nn.Module):
         # (..., L_q, 1, h) + (..., 1, L_k, h) -> (..., L_q, L_k, h): every query-key pair.
         features = torch.tanh(self.W_q(queries).unsqueeze(-2) + self.W_k(keys).unsqueeze(-3))
         scores = self.w_v(features).squeeze(-1)  # (..., L_q, L_k)
+        dropout_p = self.dropout if self.training else 0.0
+        return attention_pooling(scores, values, mask, dropout_p)
+
+
+class BilinearAttention(nn.Module):
+    """Bilinear ("general") attention of Luong et al. (2015): score(q, k) = q^T W k.
+
+    A learned matrix W sits between the query and the key, so queries and keys may have
+    different sizes (as in additive attention), but a score is still one product per pair (as
+    in dot-product attention). With W the identity it is the unscaled dot product.
+
+    Args:
+        key_size: D_k, the size of a key.
+        query_size: D_q, the size of a query.
+        dropout: dropout on the weights, in training only.
+
+    ``forward(queries (..., L_q, D_q), keys (..., L_k, D_k), values (..., L_k, D_v), mask=None)``
+    returns ``(output (..., L_q, D_v), weights (..., L_q, L_k))``.
+    """
+
+    def __init__(self, key_size: int, query_size: int, dropout: float = 0.0):
+        super().__init__()
+        _require_count("key_size", key_size)
+        _require_count("query_size", query_size)
+        _require_probability("dropout", dropout)
+        self.W = nn.Linear(key_size, query_size, bias=False)  # k -> W k, of size D_q
+        self.dropout = dropout
+
+    def forward(self, queries, keys, values, mask=None):
+        _check_qkv(queries, keys, values)
+        for name, tensor, size in (("queries", queries, self.W.out_features),
+                                   ("keys", keys, self.W.in_features)):
+            if tensor.shape[-1] != size:
+                raise ValueError(f"{name} must have {size} features; got {tuple(tensor.shape)}")
+        scores = queries @ self.W(keys).transpose(-2, -1)  # (..., L_q, D_q) @ (..., D_q, L_k)
         dropout_p = self.dropout if self.training else 0.0
         return attention_pooling(scores, values, mask, dropout_p)

@@ -9,6 +9,9 @@ concatenate the heads and project back (Vaswani et al., 2017).
   with ``need_weights=False`` it runs :func:`fused_attention`, i.e. PyTorch's
   ``scaled_dot_product_attention``, which on a GPU uses kernels that never store the
   (L_q, L_k) weight matrix.
+* Positions enter through one hook, :meth:`MultiHeadAttention.place`: a ``position`` object
+  may rotate the split queries and keys (RoPE) and/or add a bias to the scores (ALiBi, T5);
+  chapter 5 (:mod:`qkv.positional`) fills it. Without one, attention ignores positions.
 * :meth:`MultiHeadAttention.from_torch` copies the weights of a ``torch.nn.MultiheadAttention``
   and :func:`mask_from_torch` converts its masks, so that both compute the same function.
 
@@ -39,6 +42,7 @@ def fused_attention(
     v: torch.Tensor,
     mask: torch.Tensor | None = None,
     dropout_p: float = 0.0,
+    score_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Scaled dot-product attention through ``torch.nn.functional.scaled_dot_product_attention``.
 
@@ -48,28 +52,34 @@ def fused_attention(
     on others, for the function and for ``nn.MultiheadAttention`` alike; chapter 3 prints what
     the installed version does), so here they attend to every key inside the
     kernel, which then never sees an empty row in the forward or backward pass, and their
-    output is set to zero afterwards.
+    output is set to zero afterwards. A score bias goes to the kernel as a float
+    ``attn_mask``, with ``-inf`` at the masked keys (the mask and the bias in one tensor).
 
     Args:
         q: queries (..., L_q, D), e.g. (B, H, L_q, D); k: keys (..., L_k, D); v: values
             (..., L_k, D_v); one floating dtype.
         mask: optional boolean mask broadcastable to (..., L_q, L_k); True = may attend.
         dropout_p: dropout on the weights, applied whenever > 0.
+        score_bias: optional float tensor of q's dtype, broadcastable to (..., L_q, L_k),
+            added to the scores before the softmax.
 
     Returns:
         (..., L_q, D_v), the dtype of ``q``.
     """
-    check_dot_product_inputs(q, k, v, mask)
+    check_dot_product_inputs(q, k, v, mask, score_bias)
     _require_probability("dropout_p", dropout_p)
-    return _fused(q, k, v, mask, dropout_p)
+    return _fused(q, k, v, mask, dropout_p, score_bias)
 
 
-def _fused(q, k, v, mask, dropout_p):
+def _fused(q, k, v, mask, dropout_p, score_bias=None):
     """:func:`fused_attention` without the input checks (the module has done them)."""
     if mask is None:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=score_bias, dropout_p=dropout_p)
     has_key = mask.any(dim=-1, keepdim=True)  # (..., L_q, 1)
-    output = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_key, dropout_p=dropout_p)
+    allowed = mask | ~has_key  # rows without a key attend to all of them; zeroed below
+    if score_bias is not None:  # one float mask: the bias where allowed, -inf elsewhere
+        allowed = torch.where(allowed, score_bias, score_bias.new_tensor(float("-inf")))
+    output = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
     return output.masked_fill(~has_key, 0.0)
 
 
@@ -119,17 +129,21 @@ def mask_from_torch(
     return allowed[0] if len(allowed) == 1 else allowed[0] & allowed[1]
 
 
-def _checked_rotary(rotary, head_dim: int):
-    """Return ``rotary`` after checking it can rotate (B, H, L, ``head_dim``) queries and keys."""
-    if rotary is None:
+def _checked_position(position, num_heads: int, head_dim: int):
+    """Return ``position`` after checking that it fits the hook of :class:`MultiHeadAttention`."""
+    if position is None:
         return None
-    if not callable(rotary):
-        raise TypeError(f"rotary must be callable as rotary(x, offset=0); got "
-                        f"{type(rotary).__name__}")
-    size = getattr(rotary, "head_dim", head_dim)
-    if size != head_dim:
-        raise ValueError(f"rotary works on head_dim={size}, but d_model / num_heads = {head_dim}")
-    return rotary
+    methods = [name for name in ("rotate", "score_bias") if callable(getattr(position, name, None))]
+    if not methods:
+        raise TypeError(f"position must have a method rotate(q, k, q_offset, k_offset) and/or "
+                        f"score_bias(num_queries, num_keys, q_offset, k_offset); got "
+                        f"{type(position).__name__}")
+    for name, size in (("head_dim", head_dim), ("num_heads", num_heads)):
+        wanted = getattr(position, name, size)
+        if wanted != size:
+            raise ValueError(f"position works on {name}={wanted}, but the attention has "
+                             f"{name}={size}")
+    return position
 
 
 class MultiHeadAttention(nn.Module):
@@ -142,11 +156,14 @@ class MultiHeadAttention(nn.Module):
         bias: whether the four projections have biases.
         kdim: size of a key (default ``d_model``).
         vdim: size of a value (default ``d_model``).
-        rotary: optional position rotation applied to the split queries and keys (B, H, L, D_h)
-            before the scores, e.g. ``qkv.positional.RotaryEmbedding(d_model // num_heads)``
-            (chapter 5). Any object with ``rotary(x, offset=0) -> x`` of the same shape will do,
-            where ``offset`` is the position of the first row of ``x``; if it has a ``head_dim``
-            attribute, that must equal ``d_model // num_heads``.
+        position: optional position scheme used by the hook :meth:`place` (chapter 5), e.g.
+            ``qkv.positional.RotaryEmbedding(d_model // num_heads)``, ``ALiBi(num_heads)`` or
+            ``T5RelativeBias(num_heads)``. It needs one or both of these methods:
+            ``rotate(q, k, q_offset, k_offset) -> (q, k)``, which changes the split queries
+            (B, H, L_q, D_h) and keys (B, H, L_k, D_h), and
+            ``score_bias(num_queries, num_keys, q_offset, k_offset) -> (H, L_q, L_k)``, a float
+            tensor added to the scores before the softmax. Attributes ``head_dim`` or
+            ``num_heads``, if it has them, must match the layer's.
 
     ``forward(query (B, L_q, d_model), key (B, L_k, kdim), value (B, L_k, vdim), mask=None,
     need_weights=False, *, q_offset=0, k_offset=0)`` returns ``(output (B, L_q, d_model),
@@ -155,9 +172,10 @@ class MultiHeadAttention(nn.Module):
     axis is added) or (B, H, L_q, L_k), where any size may be 1 to broadcast (for instance
     ``qkv.attention.padding_mask`` gives (B, 1, L_k)). A query with no allowed key gets a zero
     attention output, so the module returns the output projection's bias for it (what
-    ``nn.MultiheadAttention`` returns depends on the release and the code path: NaN on some). ``q_offset`` and ``k_offset`` are the positions of
-    the first query and of the first key, passed to ``rotary`` (for instance when a decoder
-    feeds one new token at a time); they are ignored without ``rotary``.
+    ``nn.MultiheadAttention`` returns depends on the release and the code path: NaN on some).
+    ``q_offset`` and ``k_offset`` are the positions of the first query and of the first key,
+    passed to ``position`` (for instance when a decoder feeds one new token at a time); they
+    are ignored without it.
     """
 
     def __init__(
@@ -168,7 +186,7 @@ class MultiHeadAttention(nn.Module):
         bias: bool = True,
         kdim: int | None = None,
         vdim: int | None = None,
-        rotary=None,
+        position: nn.Module | None = None,
     ):
         super().__init__()
         _require_count("d_model", d_model)
@@ -185,7 +203,7 @@ class MultiHeadAttention(nn.Module):
         _require_count("vdim", self.vdim)
         self.d_model, self.num_heads, self.dropout = d_model, num_heads, dropout
         self.head_dim = d_model // num_heads
-        self.rotary = _checked_rotary(rotary, self.head_dim)
+        self.position = _checked_position(position, num_heads, self.head_dim)
         self.W_q = nn.Linear(d_model, d_model, bias=bias)
         self.W_k = nn.Linear(self.kdim, d_model, bias=bias)
         self.W_v = nn.Linear(self.vdim, d_model, bias=bias)
@@ -206,36 +224,56 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query, key, value, mask=None, need_weights=False, *, q_offset=0,
                 k_offset=0):
-        self._check_inputs(query, key, value)
-        _require_count("q_offset", q_offset, minimum=0)
-        _require_count("k_offset", k_offset, minimum=0)
+        self._check_inputs(query, key, value, q_offset, k_offset)
         mask = self._head_mask(mask, query.shape[0], query.shape[1], key.shape[1])
         q = self.split_heads(self.W_q(query))  # (B, H, L_q, D_h)
         k = self.split_heads(self.W_k(key))  # (B, H, L_k, D_h)
-        if self.rotary is not None:
-            q, k = self.rotary(q, offset=q_offset), self.rotary(k, offset=k_offset)
         v = self.split_heads(self.W_v(value))  # (B, H, L_k, D_h)
-        return self.attend_heads(q, k, v, mask, need_weights)
+        q, k, score_bias = self.place(q, k, q_offset, k_offset)  # positions: chapter 5
+        return self.attend_heads(q, k, v, mask, need_weights, score_bias)
 
-    def attend_heads(self, q, k, v, mask=None, need_weights=False):
+    def place(self, q, k, q_offset=0, k_offset=0):
+        """The position hook: let ``self.position`` rotate q and k and/or bias the scores.
+
+        Args:
+            q: (B, H, L_q, D_h) queries at positions q_offset, ..., q_offset + L_q - 1.
+            k: (B, H, L_k, D_h) keys at positions k_offset, ..., k_offset + L_k - 1.
+
+        Returns:
+            ``(q, k, score_bias)``: q and k (rotated if the scheme rotates) and the bias
+            (H, L_q, L_k) in q's dtype, or None. Without a scheme: q, k and None.
+        """
+        position, score_bias = self.position, None
+        if callable(getattr(position, "rotate", None)):
+            q, k = position.rotate(q, k, q_offset, k_offset)
+        if callable(getattr(position, "score_bias", None)):
+            score_bias = position.score_bias(q.shape[-2], k.shape[-2], q_offset, k_offset)
+            score_bias = score_bias.to(device=q.device, dtype=q.dtype)
+        return q, k, score_bias
+
+    def attend_heads(self, q, k, v, mask=None, need_weights=False, score_bias=None):
         """Attend with queries, keys and values already split into heads, then merge and project.
 
         Args:
-            q: (B, H, L_q, D_h); k, v: (B, H, L_k, D_h), already projected (and rotated).
+            q: (B, H, L_q, D_h); k, v: (B, H, L_k, D_h), already projected (and placed).
             mask: None or boolean, broadcastable to (B, H, L_q, L_k); True = may attend.
             need_weights: the readable path with weights (True) or the fused path (False).
+            score_bias: None or a float tensor of q's dtype broadcastable to (B, H, L_q, L_k),
+                added to the scores (from :meth:`place`).
 
         Returns:
             ``(output (B, L_q, d_model), weights (B, H, L_q, L_k) or None)``.
         """
         dropout_p = self.dropout if self.training else 0.0
         if need_weights:
-            heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+            heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, score_bias)
         else:
-            heads, weights = _fused(q, k, v, mask, dropout_p), None
+            heads, weights = _fused(q, k, v, mask, dropout_p, score_bias), None
         return self.W_o(self.merge_heads(heads)), weights
 
-    def _check_inputs(self, query, key, value) -> None:
+    def _check_inputs(self, query, key, value, q_offset=0, k_offset=0) -> None:
+        _require_count("q_offset", q_offset, minimum=0)
+        _require_count("k_offset", k_offset, minimum=0)
         expected = (("query", query, self.d_model), ("key", key, self.kdim),
                     ("value", value, self.vdim))
         for name, tensor, size in expected:

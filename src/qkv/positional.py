@@ -10,11 +10,14 @@ same way. To use word order, a Transformer must be told where each token is. Thr
 * :class:`LearnedPositionalEncoding`: add a trained vector per position (Gehring et al., 2017).
 * :class:`RotaryEmbedding` (RoPE, Su et al., 2021): rotate queries and keys instead of adding
   anything, so that a query-key score depends on the two positions only through their offset.
-  It plugs into ``qkv.multihead.MultiHeadAttention(..., rotary=...)``.
 * Relative score biases, added to the attention scores and depending only on the offset
   ``j - i`` between key j and query i: ALiBi's fixed linear penalty per head
-  (:func:`alibi_slopes`, :func:`alibi_bias`; Press et al., 2022) and T5's learned bias per
-  bucket of offsets (:func:`t5_relative_bucket`; Raffel et al., 2020).
+  (:func:`alibi_slopes`, :func:`alibi_bias`, :class:`ALiBi`; Press et al., 2022) and T5's
+  learned bias per bucket of offsets (:func:`t5_relative_bucket`, :class:`T5RelativeBias`;
+  Raffel et al., 2020).
+
+The last three plug into the position hook of ``qkv.multihead.MultiHeadAttention(...,
+position=...)``: RoPE through its ``rotate`` method, the biases through ``score_bias``.
 
 Sequences are batch first: (B, L, d_model) for the additive encodings, (..., L, D_h) for RoPE.
 """
@@ -241,6 +244,11 @@ class RotaryEmbedding(nn.Module):
                              f"{tuple(x.shape)}")
         return rotate_pairs(x, self.angles(x.shape[-2], offset, device=x.device))
 
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, q_offset: int = 0, k_offset: int = 0):
+        """The attention hook: queries (..., L_q, D_h) at positions from ``q_offset`` and keys
+        (..., L_k, D_h) from ``k_offset``, each rotated by its position."""
+        return self(q, offset=q_offset), self(k, offset=k_offset)
+
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, base={self.base:g}"
 
@@ -265,21 +273,24 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
 
 
 def alibi_bias(num_heads: int, num_queries: int, num_keys: int, *, q_offset: int = 0,
-               dtype=torch.float32, device=None) -> torch.Tensor:
+               k_offset: int = 0, dtype=torch.float32, device=None) -> torch.Tensor:
     """ALiBi's additive score bias, (num_heads, num_queries, num_keys).
 
-    ``bias[h, i, j] = -slope_h * |j - (i + q_offset)|``: each head penalises a key linearly in
-    its distance from the query, more steeply for heads with larger slopes
+    ``bias[h, i, j] = -slope_h * |(j + k_offset) - (i + q_offset)|``: each head penalises a key
+    linearly in its distance from the query, more steeply for heads with larger slopes
     (:func:`alibi_slopes`). The bias is symmetric in the offset; in a causal model the keys
     after the query are masked anyway, which leaves the paper's causal form
-    ``-slope_h * (i - j)`` for j <= i. ``q_offset`` is the position of the first query when the
-    queries are the last positions of the keys' sequence (decoding one token at a time).
+    ``-slope_h * (i - j)`` for j <= i. ``q_offset`` and ``k_offset`` are the positions of the
+    first query and of the first key (when decoding one token at a time, the queries are the
+    last positions of the keys' sequence: ``q_offset = num_keys - num_queries``).
     """
     _require_count("num_queries", num_queries)
     _require_count("num_keys", num_keys)
     _require_count("q_offset", q_offset, minimum=0)
+    _require_count("k_offset", k_offset, minimum=0)
     queries = torch.arange(q_offset, q_offset + num_queries, device=device)
-    distance = (torch.arange(num_keys, device=device)[None, :] - queries[:, None]).abs()
+    keys = torch.arange(k_offset, k_offset + num_keys, device=device)
+    distance = (keys[None, :] - queries[:, None]).abs()
     slopes = alibi_slopes(num_heads).to(device=device, dtype=torch.float64)
     return (-slopes[:, None, None] * distance).to(dtype)
 
@@ -320,3 +331,71 @@ def t5_relative_bucket(relative_position: torch.Tensor, bidirectional: bool = Tr
                    / math.log(max_distance / exact) * (per_direction - exact)).long()
     far = far.clamp_max(per_direction - 1)
     return offset + torch.where(distance < exact, distance, far)
+
+
+class ALiBi(nn.Module):
+    """ALiBi as a position scheme for ``MultiHeadAttention(..., position=ALiBi(num_heads))``.
+
+    Nothing is added to the tokens and nothing is learned: head h adds
+    ``-slope_h * |j - i|`` to the score of query i and key j (:func:`alibi_bias`). With a
+    causal mask this is the paper's bias (Press et al., 2022); without one, the symmetric form
+    that bidirectional variants use. ``score_bias(num_queries, num_keys, q_offset=0,
+    k_offset=0)`` returns (num_heads, L_q, L_k), float32.
+    """
+
+    def __init__(self, num_heads: int):
+        super().__init__()
+        _require_count("num_heads", num_heads)
+        self.num_heads = num_heads
+
+    def score_bias(self, num_queries: int, num_keys: int, q_offset: int = 0,
+                   k_offset: int = 0) -> torch.Tensor:
+        return alibi_bias(self.num_heads, num_queries, num_keys, q_offset=q_offset,
+                          k_offset=k_offset)
+
+    def extra_repr(self) -> str:
+        return f"num_heads={self.num_heads}"
+
+
+class T5RelativeBias(nn.Module):
+    """T5's learned relative bias (Raffel et al., 2020) as a position scheme for
+    ``MultiHeadAttention(..., position=T5RelativeBias(num_heads))``.
+
+    Every offset ``j - i`` (key minus query) falls in one of ``num_buckets`` buckets
+    (:func:`t5_relative_bucket`), and each bucket has one learned bias per head, an
+    ``nn.Embedding(num_buckets, num_heads)`` that starts at zero (no preference for any
+    offset). Offsets beyond ``max_distance`` share the last bucket of their direction, so any
+    length is accepted, and far keys all get the bias learned for "far". One module can serve
+    every layer, as in T5. ``score_bias(num_queries, num_keys, q_offset=0, k_offset=0)``
+    returns (num_heads, L_q, L_k) in the table's dtype.
+
+    Args:
+        num_heads: H.
+        bidirectional: separate buckets for keys before and after the query (an encoder);
+            False for a causal decoder, where later keys are masked anyway.
+        num_buckets, max_distance: see :func:`t5_relative_bucket` (T5 uses 32 and 128).
+    """
+
+    def __init__(self, num_heads: int, bidirectional: bool = True, num_buckets: int = 32,
+                 max_distance: int = 128):
+        super().__init__()
+        _require_count("num_heads", num_heads)
+        t5_relative_bucket(torch.zeros(1, dtype=torch.long), bidirectional, num_buckets,
+                           max_distance)  # checks num_buckets and max_distance
+        self.num_heads, self.bidirectional = num_heads, bool(bidirectional)
+        self.num_buckets, self.max_distance = num_buckets, max_distance
+        self.bias = nn.Embedding(num_buckets, num_heads)
+        nn.init.zeros_(self.bias.weight)
+
+    def score_bias(self, num_queries: int, num_keys: int, q_offset: int = 0,
+                   k_offset: int = 0) -> torch.Tensor:
+        device = self.bias.weight.device
+        queries = torch.arange(q_offset, q_offset + num_queries, device=device)
+        keys = torch.arange(k_offset, k_offset + num_keys, device=device)
+        buckets = t5_relative_bucket(keys[None, :] - queries[:, None], self.bidirectional,
+                                     self.num_buckets, self.max_distance)  # (L_q, L_k)
+        return self.bias(buckets).permute(2, 0, 1)  # (H, L_q, L_k)
+
+    def extra_repr(self) -> str:
+        return (f"num_heads={self.num_heads}, bidirectional={self.bidirectional}, "
+                f"num_buckets={self.num_buckets}, max_distance={self.max_distance}")

@@ -126,8 +126,9 @@ class EncoderBlock(nn.Module):
         d_ff: hidden size of the feed-forward network.
         dropout: dropout on attention weights, sublayer outputs and FFN activations.
         norm_first: pre-LN if True, post-LN (the paper's) if False.
-        rotary: optional rotary position encoding passed to the attention (see
-            :class:`qkv.multihead.MultiHeadAttention`), e.g. ``qkv.positional.RotaryEmbedding``.
+        position: optional position scheme for the attention's hook (see
+            :class:`qkv.multihead.MultiHeadAttention`), e.g. ``qkv.positional.RotaryEmbedding``,
+            ``ALiBi`` or ``T5RelativeBias``.
 
     ``forward(x (B, L, d_model), mask=None, need_weights=False)`` returns (B, L, d_model), or
     with ``need_weights=True`` a pair ``(output, weights (B, H, L, L))``. ``mask`` is boolean,
@@ -136,9 +137,9 @@ class EncoderBlock(nn.Module):
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.0,
-                 norm_first: bool = False, rotary=None):
+                 norm_first: bool = False, position: nn.Module | None = None):
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout, rotary=rotary)
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout, position=position)
         self.ffn = PositionWiseFFN(d_model, d_ff, dropout)
         self.res_attn = ResidualNorm(d_model, dropout, norm_first)
         self.res_ffn = ResidualNorm(d_model, dropout, norm_first)
@@ -168,8 +169,8 @@ class TransformerEncoder(nn.Module):
 
     Args:
         num_layers: number of blocks.
-        d_model, num_heads, d_ff, dropout, norm_first, rotary: as in :class:`EncoderBlock`
-            (the same ``rotary`` object serves every block).
+        d_model, num_heads, d_ff, dropout, norm_first, position: as in :class:`EncoderBlock`
+            (the same ``position`` object serves every block; a learned one is shared).
         final_norm: whether a LayerNorm follows the last block (default: ``norm_first``).
 
     ``forward(x (B, L, d_model), mask=None, need_weights=False)`` returns (B, L, d_model), or
@@ -177,12 +178,12 @@ class TransformerEncoder(nn.Module):
     """
 
     def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int,
-                 dropout: float = 0.0, norm_first: bool = False, rotary=None,
-                 final_norm: bool | None = None):
+                 dropout: float = 0.0, norm_first: bool = False,
+                 position: nn.Module | None = None, final_norm: bool | None = None):
         super().__init__()
         _require_count("num_layers", num_layers)
         self.layers = nn.ModuleList(
-            EncoderBlock(d_model, num_heads, d_ff, dropout, norm_first, rotary)
+            EncoderBlock(d_model, num_heads, d_ff, dropout, norm_first, position)
             for _ in range(num_layers)
         )
         self.norm = _final_norm(d_model, final_norm, norm_first)
@@ -302,7 +303,7 @@ class DecoderBlock(nn.Module):
     output (``memory``) for keys and values in the cross-attention: this is where the source
     sentence enters the translation.
 
-    Args: as in :class:`EncoderBlock` (no rotary encoding here).
+    Args: as in :class:`EncoderBlock` (no position scheme here).
 
     ``forward(x (B, T, d_model), memory (B, S, d_model), tgt_mask=None, memory_mask=None,
     cache=None, need_weights=False)`` returns (B, T, d_model), or with ``need_weights=True``

@@ -13,6 +13,13 @@ resume from it. A checkpoint folder holds everything needed to translate:
 
 The three are written as a set: into a new folder that is then renamed into place, so an
 interrupted save never leaves files from two different steps (see :func:`save_translator`).
+:func:`pack_translator` archives a folder for sharing, and :func:`fetch_translator` loads a
+folder or a downloaded archive (checked against its SHA-256) instead of training.
+
+Looking inside a trained model: :func:`cross_attention` gives the cross-attention of every
+decoder layer and head while the model writes a translation, :func:`head_alignment` measures
+how concentrated and how monotone each head is, and :func:`alignment_by_head` counts how often
+each head reads the right source token where the answer is known (:func:`anchors`).
 
 Command line::
 
@@ -20,6 +27,13 @@ Command line::
     python -m qkv.translation translate --model DIR [--beam K] < german.txt > english.txt
     python -m qkv.translation evaluate --model DIR [--beam K] [--split {val,test_2016_flickr}]
     python -m qkv.translation evaluate --model DIR --src german.txt[.gz] --ref english.txt[.gz]
+    python -m qkv.translation pack --model DIR --out model.tar.gz   # prints its SHA-256
+    python -m qkv.translation translate --model URL --sha256 HEX < german.txt
+
+``evaluate`` prints BLEU, chrF and lower-cased BLEU with their sacreBLEU signatures and 95 %
+bootstrap confidence intervals (``--bootstrap 0`` for none). ``--model`` takes a checkpoint
+folder, or the URL of an archive made by ``pack`` with its ``--sha256``
+(:func:`fetch_translator`: downloaded once, checked, cached).
 
 ``translate`` reads one German sentence per line (UTF-8) and writes one English line per input
 line (an empty line for an empty line); a line that is not UTF-8, or longer than the model can
@@ -34,15 +48,14 @@ import argparse
 import dataclasses
 import gzip
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from qkv.checkpoints import complete_set, fetch_translator, load_translator, pack_translator, save_translator
 from qkv.data.multi30k import load_pairs
 from qkv.data.text import (
     BOS_ID,
@@ -55,7 +68,8 @@ from qkv.data.text import (
 )
 from qkv.decoding import beam_search, greedy_decode
 from qkv.metrics import TranslationScores, corpus_scores
-from qkv.runtime import BUDGETS, capped_steps, choose_device, seed_everything, set_threads
+from qkv.runtime import (BUDGETS, capped_steps, choose_device, live_progress, seed_everything,
+                         set_threads)
 from qkv.seq2seq import Seq2SeqTransformer, sequence_loss
 from qkv.train import History, fit, to_device
 
@@ -182,86 +196,146 @@ def _length_groups(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
 
 
 def evaluate(model, tokenizer, sources: Sequence[str], references: Sequence[str],
-             beam_size: int = 1, alpha: float = 0.6) -> tuple[TranslationScores, list[str]]:
-    """Translate ``sources`` and score them against ``references`` with sacreBLEU."""
+             beam_size: int = 1, alpha: float = 0.6, n_bootstrap: int = 0
+             ) -> tuple[TranslationScores, list[str]]:
+    """Translate ``sources`` and score them against ``references`` with sacreBLEU (with 95 %
+    bootstrap confidence intervals from ``n_bootstrap`` resamples; 0 = none)."""
     hypotheses = translate(model, tokenizer, sources, beam_size, alpha)
-    return corpus_scores(hypotheses, references), hypotheses
+    return corpus_scores(hypotheses, references, n_bootstrap), hypotheses
 
 
-# ----------------------------------------------------------------------------- checkpoints
+# ----------------------------------------------------------------------------- looking inside
 
-CHECKPOINT_FILES = ("model.pt", "config.json", "tokenizer.json")
+@dataclasses.dataclass
+class CrossAttention:
+    """What :func:`cross_attention` returns for one sentence.
 
-
-def _previous(folder: Path) -> Path:
-    """Where :func:`save_translator` keeps the last complete set while it swaps in a new one."""
-    return folder.parent / f".{folder.name}.previous"
-
-
-def save_translator(folder: str | Path, model: Seq2SeqTransformer, tokenizer: SubwordTokenizer,
-                    recipe: Recipe, optimizer: torch.optim.Optimizer | None = None,
-                    step: int = 0, history: dict | None = None) -> Path:
-    """Write ``model.pt``, ``tokenizer.json`` and ``config.json`` into ``folder``, as a set.
-
-    The files go into a new folder beside ``folder`` (with a copy of any other file already
-    in ``folder``, such as ``scores.json``), which then replaces ``folder`` by two renames:
-    the old folder to ``.<name>.previous``, the new one into place. An interruption at any
-    point leaves a complete set from one step, which :func:`load_translator` finds.
+    ``weights`` (layers, H, T, S) float: row t is the decoding step that wrote output token t
+    (``output_tokens[t]``; the final ``<eos>`` is left out), column s is source token s.
     """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.writing-", dir=folder.parent))
-    previous = _previous(folder)
-    try:
-        current = _complete_set(folder)
-        if current.is_dir():
-            for item in current.iterdir():
-                if item.name not in CHECKPOINT_FILES and item.is_file():
-                    shutil.copy2(item, staging / item.name)
-        state = {"model": model.state_dict(), "step": step}
-        if optimizer is not None:
-            state["optimizer"] = optimizer.state_dict()
-        torch.save(state, staging / "model.pt")
-        tokenizer.save(staging)
-        config = {"model": model.config, "recipe": dataclasses.asdict(recipe), "step": step,
-                  "history": history or {}}
-        (staging / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(previous, ignore_errors=True)
-            folder.rename(previous)
-        staging.rename(folder)
-    finally:  # after a failure the unfinished set is removed; the last complete one is kept
-        shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(previous, ignore_errors=True)
-    for stale in folder.parent.glob(f".{folder.name}.writing-*"):  # left by a killed process
-        shutil.rmtree(stale, ignore_errors=True)
-    return folder
+
+    source_tokens: list[str]
+    output_tokens: list[str]
+    translation: str
+    weights: torch.Tensor
 
 
-def _complete_set(folder: Path) -> Path:
-    """``folder``, or the previous set if a save was interrupted between its two renames."""
-    if not folder.exists() and all((_previous(folder) / n).is_file() for n in CHECKPOINT_FILES):
-        return _previous(folder)
-    return folder
+@torch.no_grad()
+def cross_attention(model: Seq2SeqTransformer, tokenizer: SubwordTokenizer, sentence: str,
+                    translation: str | None = None, max_new_tokens: int | None = None
+                    ) -> CrossAttention:
+    """The cross-attention weights of every decoder layer and head while the model writes a
+    translation of ``sentence``: its greedy translation, or ``translation`` (say, its beam
+    search output), re-tokenized and fed through the decoder."""
+    model.eval()
+    device = next(model.parameters()).device
+    src = tokenizer.encode(sentence)
+    if not src:
+        raise ValueError("sentence has no tokens")
+    if translation is None:
+        output = greedy_decode(model, torch.tensor([src], device=device), max_new_tokens)
+        output = output[0].tolist()
+        output = output[:output.index(EOS_ID)] if EOS_ID in output else output
+    else:
+        output = tokenizer.encode(translation)
+    weights = _teacher_forced_cross(model, [src], [output])[0]
+    return CrossAttention(tokenizer.tokens(sentence),
+                          [tokenizer.tokenizer.id_to_token(t) for t in output],
+                          tokenizer.decode(output), weights)
 
 
-def load_translator(folder: str | Path, device=None):
-    """Load a checkpoint folder: ``(model in eval mode, tokenizer, config dict, state dict)``.
+@torch.no_grad()
+def _teacher_forced_cross(model, sources: list[list[int]], outputs: list[list[int]],
+                          batch_size: int = 64) -> list[torch.Tensor]:
+    """Per sentence, the cross-attention (layers, H, T, S) of the decoder fed ``<bos>`` and the
+    output tokens; row t is the step that predicts output token t."""
+    device = next(model.parameters()).device
+    found = []
+    for start in range(0, len(sources), batch_size):
+        src = pad(sources[start:start + batch_size]).to(device)
+        outs = outputs[start:start + batch_size]
+        tgt_in = pad([[BOS_ID, *out] for out in outs]).to(device)
+        memory, valid = model.encode(src)
+        _, layers = model.decode(tgt_in, memory, valid, need_weights=True)
+        cross = torch.stack([c for _, c in layers], dim=1).cpu().float()  # (B, layers, H, T, S)
+        for b, out in enumerate(outs):
+            found.append(cross[b, :, :, :len(out), :len(sources[start + b])])
+    return found
 
-    The state dict holds the optimizer state and the step (for resuming). If a save was
-    interrupted after moving the last set aside, that set is loaded.
+
+def head_alignment(weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    """How much each head's cross-attention looks like a word alignment.
+
+    Args:
+        weights: (..., T, S) attention weights, rows summing to 1 (e.g. (layers, H, T, S)).
+
+    Returns:
+        ``{"concentration": (...), "monotonicity": (...)}`` float tensors:
+        concentration is the mean over rows of the largest weight (1: every step looks at one
+        source token; 1/S: uniform); monotonicity is the share of consecutive steps whose
+        most-attended source position moves forward (1: left to right, one step after the
+        other; 0: never moves forward, such as a head fixed on one token). With T = 1 it is 0.
     """
-    folder = _complete_set(Path(folder))
-    for name in CHECKPOINT_FILES:
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder} is not a translation checkpoint: {name} is "
-                                    "missing (make one with `python -m qkv.translation train`)")
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    tokenizer = SubwordTokenizer.load(folder)
-    model = Seq2SeqTransformer(**config["model"])
-    state = torch.load(folder / "model.pt", map_location=device or "cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    return model.to(device or "cpu").eval(), tokenizer, config, state
+    if not isinstance(weights, torch.Tensor) or weights.dim() < 2 or 0 in weights.shape[-2:]:
+        shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights)
+        raise ValueError(f"weights must be a tensor (..., T, S) with T, S >= 1; got {shape}")
+    peaks = weights.argmax(dim=-1)  # (..., T)
+    forward = (peaks[..., 1:] > peaks[..., :-1]).float()  # (..., T - 1)
+    monotonicity = forward.mean(-1) if forward.shape[-1] else torch.zeros(peaks.shape[:-1])
+    return {"concentration": weights.max(dim=-1).values.mean(-1), "monotonicity": monotonicity}
+
+
+def anchors(source_tokens: Sequence[str], output_tokens: Sequence[str]) -> list[tuple[int, int]]:
+    """(output position, source position) pairs whose alignment is known: an output token
+    spelled exactly like a source token that occurs once in the source and once in the output,
+    and has a letter or digit (names, numbers, words both languages share, such as "in")."""
+    def once(tokens):
+        return {t: i for i, t in enumerate(tokens)
+                if tokens.count(t) == 1 and any(c.isalnum() for c in t)}
+    src, out = once(list(source_tokens)), once(list(output_tokens))
+    return sorted((out[t], src[t]) for t in out.keys() & src.keys())
+
+
+def alignment_by_head(model: Seq2SeqTransformer, tokenizer: SubwordTokenizer,
+                      sources: Sequence[str], translations: Sequence[str]
+                      ) -> dict[str, torch.Tensor]:
+    """:func:`head_alignment` averaged over sentences, and the share of anchor steps
+    (:func:`anchors`) at which each head's largest weight falls on the anchor's source token.
+
+    Args:
+        sources: sentences the model translated.
+        translations: its translations of them (re-tokenized and fed through the decoder);
+            pairs with an empty side are skipped.
+
+    Returns:
+        ``{"concentration", "monotonicity", "anchor_hits": (layers, H) float,
+        "anchor_chance": the hit rate of a head that picks a source token at random (the
+        mean of 1 / S over the anchor steps), "anchors": the number of anchor steps,
+        "sentences": the number of sentences used}`` (tensors).
+    """
+    if len(sources) != len(translations):
+        raise ValueError(f"sources and translations must be aligned; got {len(sources)} and "
+                         f"{len(translations)}")
+    pairs = [(tokenizer.encode(s), tokenizer.encode(t)) for s, t in zip(sources, translations)]
+    pairs = [(s, t) for s, t in pairs if s and t]
+    if not pairs:
+        raise ValueError("no pair of sources and translations has tokens on both sides")
+    model.eval()
+    weights = _teacher_forced_cross(model, [s for s, _ in pairs], [t for _, t in pairs])
+    totals, hits, count, chance = {}, 0.0, 0, 0.0
+    for (src, out), seen in zip(pairs, weights):
+        for name, value in head_alignment(seen).items():
+            totals[name] = totals.get(name, 0.0) + value
+        names = tokenizer.tokenizer.id_to_token
+        for row, column in anchors([names(t) for t in src], [names(t) for t in out]):
+            hits = hits + (seen[:, :, row].argmax(-1) == column).float()
+            count, chance = count + 1, chance + 1 / len(src)
+    out = {name: value / len(pairs) for name, value in totals.items()}
+    out["anchor_hits"] = hits / count if count else torch.full_like(out["concentration"],
+                                                                    float("nan"))
+    out["anchor_chance"] = torch.tensor(chance / count if count else float("nan"))
+    out["anchors"], out["sentences"] = torch.tensor(count), torch.tensor(len(pairs))
+    return out
 
 
 # ----------------------------------------------------------------------------- training
@@ -312,7 +386,7 @@ def capped(recipe: Recipe) -> Recipe:
 
 
 def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False,
-          device: torch.device | str | None = None, progress: bool = True,
+          device: torch.device | str | None = None, progress: bool | None = None,
           until: int | None = None) -> TrainingRun:
     """Train the recipe's model on Multi30k (German to English).
 
@@ -324,7 +398,8 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False,
         resume: continue from the checkpoint in ``out`` (its tokenizer, weights, optimizer
             and step) instead of starting again.
         device: where to train (default: CUDA if available, else the CPU).
-        progress: show progress bars and a line per checkpoint.
+        progress: show progress bars and a line per checkpoint; None (the default): only when
+            a person runs the notebook (:func:`qkv.runtime.live_progress`).
         until: stop after this many steps (default ``recipe.steps``); the schedule still
             spans ``recipe.steps``, so a later ``resume=True`` call continues the same run.
             Long runs are split this way into several notebook cells.
@@ -333,13 +408,14 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False,
         A :class:`TrainingRun`.
     """
     start_time = time.perf_counter()
+    progress = live_progress() if progress is None else progress
     recipe = capped(recipe)
     device = choose_device(device) if not isinstance(device, torch.device) else device
     seed_everything(recipe.seed)
     sources, targets = (_head(side, recipe.train_sentences) for side in load_pairs("train"))
     history, done, state = {}, 0, None
     if resume:
-        if out is None or not (_complete_set(Path(out)) / "model.pt").is_file():
+        if out is None or not (complete_set(Path(out)) / "model.pt").is_file():
             raise FileNotFoundError(f"resume=True needs a checkpoint in out={out}")
         model, tokenizer, config, state = load_translator(out, device)
         if config["recipe"] != dataclasses.asdict(recipe):
@@ -395,7 +471,9 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_text in (("translate", "German lines on stdin, English lines on stdout"),
                             ("evaluate", "sacreBLEU and chrF on a Multi30k split")):
         cmd = commands.add_parser(name, help=help_text)
-        cmd.add_argument("--model", required=True, help="checkpoint folder")
+        cmd.add_argument("--model", required=True,
+                         help="checkpoint folder, or URL of an archive made by `pack`")
+        cmd.add_argument("--sha256", default=None, help="the archive's SHA-256 (with a URL)")
         cmd.add_argument("--beam", type=int, default=None,
                          help="beam size (default: the recipe's; 1 = greedy)")
         cmd.add_argument("--alpha", type=float, default=None, help="length-penalty exponent")
@@ -408,6 +486,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--src", default=None,
                               help="German file to translate instead of a split (plain or .gz)")
     evaluate_cmd.add_argument("--ref", default=None, help="its English references (plain or .gz)")
+    evaluate_cmd.add_argument("--bootstrap", type=int, default=1000,
+                              help="resamples for 95%% confidence intervals (0 = none)")
+    pack_cmd = commands.add_parser("pack", help="archive a checkpoint folder for sharing")
+    pack_cmd.add_argument("--model", required=True, help="checkpoint folder")
+    pack_cmd.add_argument("--out", required=True, help="archive to write (.tar.gz)")
     return parser
 
 
@@ -464,13 +547,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (FileNotFoundError, ConnectionError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ConnectionError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
 
 def _run(args) -> int:
-    set_threads(args.threads)
+    set_threads(getattr(args, "threads", None))
     if args.command == "train":
         recipe = RECIPES[args.budget]
         run = train(recipe, args.out, args.resume, args.device, progress=not args.quiet)
@@ -484,7 +567,10 @@ def _run(args) -> int:
         (Path(args.out) / "scores.json").write_text(json.dumps(scores, indent=1))
         print(f"trained in {run.seconds:.0f} s; checkpoint in {args.out}")
         return 0
-    model, tokenizer, config, _ = load_translator(args.model, args.device)
+    if args.command == "pack":
+        print(f"{pack_translator(args.model, args.out)}  {args.out}")  # as sha256sum writes it
+        return 0
+    model, tokenizer, config, _ = fetch_translator(args.model, args.sha256, device=args.device)
     beam, alpha = _decoding(args, config["recipe"])
     if args.command == "translate":
         lines = read_lines(sys.stdin.buffer.read(), "the input")
@@ -492,7 +578,7 @@ def _run(args) -> int:
             print(line)
         return 0
     name, sources, references = _pairs_to_score(args)
-    result, _ = evaluate(model, tokenizer, sources, references, beam, alpha)
+    result, _ = evaluate(model, tokenizer, sources, references, beam, alpha, args.bootstrap)
     print(f"{name} ({len(sources)} sentences), beam {beam}:\n{result}")
     return 0
 

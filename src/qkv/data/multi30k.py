@@ -77,11 +77,8 @@ def _verified(path: Path, name: str) -> Path:
 
 def download(name: str, folder: Path, base_url: str = BASE_URL,
              opener: Callable = urllib.request.urlopen) -> Path:
-    """Download ``name`` from ``base_url`` into ``folder``, verified and moved atomically.
-
-    The bytes go to a temporary file in ``folder`` while their SHA-256 is computed; on a
-    mismatch or any error the temporary file is deleted and nothing is left behind; on
-    success it is renamed to ``folder / name`` (an atomic rename on one file system).
+    """Download ``name`` from ``base_url`` into ``folder``, verified and moved atomically
+    (see :func:`fetch_verified`).
 
     Args:
         name: a key of :data:`SHA256`, e.g. ``"train.de.gz"``.
@@ -97,9 +94,39 @@ def download(name: str, folder: Path, base_url: str = BASE_URL,
         ValueError: if the downloaded bytes do not have the published SHA-256.
     """
     _check_name(name)
-    folder.mkdir(parents=True, exist_ok=True)
-    url = base_url.rstrip("/") + "/" + name
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    hint = (f"Without a network connection, set QKV_DATA to a folder whose multi30k/ "
+            f"subfolder holds {name} (see the book's data notes)")
+    return fetch_verified(base_url.rstrip("/") + "/" + name, folder / name, SHA256[name],
+                          opener, hint, replace=True)
+
+
+def fetch_verified(url: str, destination: Path, sha256: str,
+                   opener: Callable = urllib.request.urlopen, hint: str = "",
+                   replace: bool = False) -> Path:
+    """Download ``url`` to ``destination``, checked against ``sha256``, moved atomically.
+
+    The bytes go to a temporary file beside ``destination`` while their SHA-256 is computed;
+    on a mismatch or any error the temporary file is deleted and nothing is left behind; on
+    success it is renamed to ``destination`` (an atomic rename on one file system).
+
+    A file already at ``destination`` is kept and returned if it has the expected SHA-256;
+    if it has another, it is replaced only with ``replace=True`` (a cache the function owns),
+    else a ValueError names it: a user's file is never overwritten silently.
+
+    Raises:
+        ConnectionError: the URL cannot be read (``hint`` is added to the message).
+        ValueError: the bytes do not have the expected SHA-256, or ``destination`` holds
+            another file and ``replace`` is False.
+    """
+    destination = Path(destination)
+    if destination.is_file() and not replace:
+        if sha256_of(destination) == sha256:
+            return destination
+        raise ValueError(f"{destination} exists with another SHA-256 than {sha256}; move it "
+                         "away or choose another destination (it was not overwritten)")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.",
+                                         suffix=".part")
     try:
         digest = hashlib.sha256()
         with os.fdopen(handle, "wb") as out:
@@ -109,16 +136,13 @@ def download(name: str, folder: Path, base_url: str = BASE_URL,
                         digest.update(chunk)
                         out.write(chunk)
             except (urllib.error.URLError, OSError) as error:
-                raise ConnectionError(
-                    f"could not download {url} ({error}). Without a network connection, set "
-                    f"QKV_DATA to a folder whose multi30k/ subfolder holds {name} (see "
-                    "the book's data notes)") from error
-        if digest.hexdigest() != SHA256[name]:
+                raise ConnectionError(f"could not download {url} ({error}). {hint}".rstrip()
+                                      ) from error
+        if digest.hexdigest() != sha256:
             raise ValueError(f"the download of {url} has SHA-256 {digest.hexdigest()}, "
-                             f"expected {SHA256[name]}; nothing was saved")
-        final = folder / name
-        os.replace(temporary, final)
-        return final
+                             f"expected {sha256}; nothing was saved")
+        os.replace(temporary, destination)
+        return destination
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)

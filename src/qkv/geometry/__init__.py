@@ -8,7 +8,9 @@ Submodules, in the order of the chapter:
 - :mod:`qkv.geometry.lorentz`: the Lorentz and Klein models, the Einstein midpoint;
 - :mod:`qkv.geometry.trees`: trees, Sarkar's construction, distortion, reconstruction scores;
 - :mod:`qkv.geometry.learning`: Nickel-Kiela embeddings trained with Riemannian SGD;
-- :mod:`qkv.geometry.attention`: hyperbolic attention.
+- :mod:`qkv.geometry.attention`: hyperbolic attention;
+- :mod:`qkv.geometry.tree_attention`: learned attention over a tree in three geometries;
+- :mod:`qkv.geometry.hyperbolicity`: Gromov's delta relative to the diameter, on samples.
 
 Conventions: points are tensors (..., D) of one floating dtype (float32 or float64), batched
 over the leading axes; ``c > 0`` is the curvature parameter, meaning curvature ``-c``. A point
@@ -28,6 +30,12 @@ from qkv.geometry.halfplane import (
     disk_to_halfplane,
     halfplane_distance,
     halfplane_geodesic,
+)
+from qkv.geometry.hyperbolicity import (
+    DeltaEstimate,
+    delta_at,
+    delta_hyperbolicity,
+    relative_delta,
 )
 from qkv.geometry.learning import (
     GEOMETRIES,
@@ -57,6 +65,7 @@ from qkv.geometry.poincare import (
     poincare_geodesic,
     project,
     riemannian_gradient,
+    tangent_midpoint,
 )
 from qkv.geometry.surfaces import order_violations, roll_up_strip, sphere_distance
 from qkv.geometry.trees import (
@@ -75,6 +84,14 @@ from qkv.geometry.trees import (
     sarkar_embedding,
     tree_distances,
 )
+from qkv.geometry.tree_attention import (
+    SCORES,
+    TreeAttention,
+    TreeAttentionResult,
+    ancestor_relation,
+    num_parameters,
+    train_tree_attention,
+)
 
 __all__ = [
     "GATES", "HyperbolicAttention", "beta_for_perplexity", "hyperbolic_attention",
@@ -84,9 +101,13 @@ __all__ = [
     "einstein_midpoint", "klein_to_poincare", "lorentz_distance", "lorentz_inner",
     "lorentz_to_poincare", "poincare_to_klein", "poincare_to_lorentz",
     "DEFAULT_EPS", "conformal_factor", "expmap", "expmap0", "logmap", "logmap0", "mobius_add",
-    "poincare_distance", "poincare_geodesic", "project", "riemannian_gradient",
+    "poincare_distance", "poincare_geodesic", "project", "riemannian_gradient", "tangent_midpoint",
+    "DeltaEstimate", "delta_at", "delta_hyperbolicity", "relative_delta",
+    "SCORES", "TreeAttention", "TreeAttentionResult", "ancestor_relation", "num_parameters",
+    "train_tree_attention",
     "order_violations", "roll_up_strip", "sphere_distance",
     "Distortion", "Tree", "ancestor_matrix", "balanced_tree", "classical_mds", "distortion",
-    "gromov_delta", "minimize_distortion", "planar_lower_bound", "radial_layout", "reconstruction_metrics",
+    "gromov_delta", "minimize_distortion", "planar_lower_bound", "radial_layout",
+    "reconstruction_metrics",
     "related_mask", "sarkar_embedding", "tree_distances",
 ]

@@ -67,6 +67,21 @@ def require_inside_ball(name: str, x: torch.Tensor, c) -> None:
             )
 
 
+def require_weights_for(points: torch.Tensor, weights: torch.Tensor) -> None:
+    """Raise unless ``weights`` (..., L_q, L_k) are non-negative weights of the same dtype for
+    ``points`` (..., L_k, D): one weighted mean of the points per row."""
+    require_points("weights", weights)
+    if points.dim() < 2 or weights.dim() < 2 or weights.shape[-1] != points.shape[-2]:
+        raise ValueError(f"points must be (..., L_k, D) and weights (..., L_q, L_k) with the "
+                         f"same L_k; got points {tuple(points.shape)}, weights "
+                         f"{tuple(weights.shape)}")
+    if weights.dtype != points.dtype:
+        raise TypeError(f"weights must have the dtype of points ({points.dtype}); got "
+                        f"{weights.dtype}")
+    if (weights.detach() < 0).any():
+        raise ValueError("weights must be non-negative")
+
+
 def require_upper_half(name: str, p: torch.Tensor) -> None:
     """Raise unless every point (x, y) of ``p`` (..., 2) has y > 0."""
     with torch.no_grad():

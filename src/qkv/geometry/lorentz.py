@@ -24,6 +24,7 @@ from qkv.geometry._checks import (
     require_inside_ball,
     require_pair,
     require_points,
+    require_weights_for,
 )
 
 
@@ -169,16 +170,7 @@ def einstein_midpoint(points: torch.Tensor, weights: torch.Tensor, c=1.0) -> tor
     c = require_curvature(c)
     require_points("points", points)
     require_inside_ball("points", points, c)
-    require_points("weights", weights)
-    if points.dim() < 2 or weights.dim() < 2 or weights.shape[-1] != points.shape[-2]:
-        raise ValueError(f"points must be (..., L_k, D) and weights (..., L_q, L_k) with the "
-                         f"same L_k; got points {tuple(points.shape)}, weights "
-                         f"{tuple(weights.shape)}")
-    if weights.dtype != points.dtype:
-        raise TypeError(f"weights must have the dtype of points ({points.dtype}); got "
-                        f"{weights.dtype}")
-    if (weights.detach() < 0).any():
-        raise ValueError("weights must be non-negative")
+    require_weights_for(points, weights)
     x2 = points.pow(2).sum(-1, keepdim=True)  # (..., L_k, 1)
     klein = 2 * points / (1 + c * x2)
     gamma = ((1 + c * x2) / (1 - c * x2)).squeeze(-1)  # (..., L_k)

@@ -21,6 +21,7 @@ from qkv.geometry._checks import (
     require_inside_ball,
     require_pair,
     require_points,
+    require_weights_for,
     safe_norm,
 )
 
@@ -281,3 +282,28 @@ def riemannian_gradient(x: torch.Tensor, euclidean_grad: torch.Tensor, c=1.0) ->
                          f"{tuple(euclidean_grad.shape)} {euclidean_grad.dtype} for x "
                          f"{tuple(x.shape)} {x.dtype}")
     return euclidean_grad / _lambda(x, c).pow(2)
+
+
+def tangent_midpoint(points: torch.Tensor, weights: torch.Tensor, c=1.0) -> torch.Tensor:
+    """Weighted mean taken in the tangent space at the origin: ``exp_0(sum_j w_j log_0(x_j))``.
+
+    The simplest way to average ball points: map them to the (flat) tangent space at the
+    origin with :func:`logmap0`, take the weighted mean there, and map it back with
+    :func:`expmap0`. Unlike the Einstein midpoint (:func:`qkv.geometry.einstein_midpoint`)
+    it depends on the choice of the origin: it treats the origin as special.
+
+    Args:
+        points: ball points (..., L_k, D).
+        weights: non-negative weights (..., L_q, L_k); each row is normalised to sum 1. A row
+            of zeros gives the origin.
+        c: positive curvature.
+
+    Returns:
+        (..., L_q, D) ball points, one mean per row of ``weights``.
+    """
+    c = require_curvature(c)
+    _checked_point("points", points, c)
+    require_weights_for(points, weights)
+    total = weights.sum(-1, keepdim=True)  # (..., L_q, 1)
+    mean = (weights @ _logmap0(points, c)) / torch.where(total > 0, total, torch.ones_like(total))
+    return _expmap0(mean, c)  # (..., L_q, D)
