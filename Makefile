@@ -19,7 +19,7 @@ export QKV_STATIC_FIGURES := 1
 # The student book runs its chapters with this budget (CI uses smoke to save time).
 STUDENT_BUDGET ?= book
 
-.PHONY: book test student clean chromium pdf site student-branch release colab-check
+.PHONY: book test student clean chromium pdf site student-branch release checkpoint colab-check
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -96,6 +96,18 @@ release: pdf
 	cp $(PDF) _build/release/
 	cd _build/jupyter_execute && $(abspath $(PY)) -m zipfile -c \
 		$(abspath _build/release)/queries-keys-values-notebooks.zip chapters/*.ipynb
+
+## make checkpoint: chapter 6's translation model trained at CHECKPOINT_BUDGET and packed into
+## _build/release/ with its SHA-256 (sha256sum format), so a release carries the model that a
+## learner can load instead of training (CI packs the smoke budget). Run it after make release.
+CHECKPOINT_BUDGET ?= book
+checkpoint: $(STAMP)
+	rm -rf _build/checkpoint
+	mkdir -p _build/release
+	$(PY) -m qkv.translation train --budget $(CHECKPOINT_BUDGET) --out _build/checkpoint --quiet
+	cd _build/release && $(abspath $(PY)) -m qkv.translation pack --model ../checkpoint \
+		--out translator-$(CHECKPOINT_BUDGET).tar.gz > translator-$(CHECKPOINT_BUDGET).tar.gz.sha256
+	cd _build/release && sha256sum --check translator-$(CHECKPOINT_BUDGET).tar.gz.sha256
 
 ## make colab-check: the chapters run as on Colab (scripts/colab_like.sh): in a fresh virtual
 ## environment holding only what Colab ships, or with COLAB_VENV=system in the current Python
