@@ -190,6 +190,38 @@ def test_contents_button_opens_the_chapter_list_on_a_phone(browser):
         page.close()
 
 
+# Tables that a phone reader would have to scroll sideways to read: wider than their box, or
+# with a labelled cell whose label does not show.
+TABLES_TOO_WIDE = r"""() => Array.from(document.querySelectorAll('.cell_output table'))
+  .filter(t => t.scrollWidth > t.clientWidth + 1
+          || t.getBoundingClientRect().right > document.documentElement.clientWidth)
+  .map(t => (t.textContent || '').trim().slice(0, 40))"""
+
+
+def test_results_tables_fit_a_phone(browser):
+    """At 390 px every table of the results page fits the screen: each row is a card of
+    "column: value" lines, so no value hides behind a sideways scroll."""
+    page, _ = _open(browser, BOOK, "results", width=390)
+    try:
+        assert page.locator(".cell_output table").count() >= 3
+        assert page.evaluate(TABLES_TOO_WIDE) == []
+        assert page.locator(".cell_output table.stacked td[data-label]").count() > 20
+    finally:
+        page.close()
+
+
+def test_the_table_check_fails_on_a_page_without_stacked_tables(browser):
+    """Without the script that stacks them, the results tables run past a phone's screen and
+    the check above says so."""
+    context = browser.new_context(viewport={"width": 390, "height": 1000}, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto((BOOK / "results.html").as_uri(), wait_until="load")
+        assert page.evaluate(TABLES_TOO_WIDE) != []
+    finally:
+        context.close()
+
+
 @pytest.mark.parametrize("page_name", WITH_EXERCISES)
 def test_exercises_shown_with_solutions_in_the_book(browser, page_name):
     page, _ = _open(browser, BOOK, page_name)
