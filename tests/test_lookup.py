@@ -13,6 +13,7 @@ from qkv.lookup import (
     nearest_lookup,
     pool,
     soft_lookup,
+    soft_weights,
     topk_lookup,
 )
 
@@ -164,6 +165,50 @@ def test_soft_dot_scores_match_pytorch_scaled_dot_product_attention():
     torch.testing.assert_close(outputs, reference)
 
 
+@settings(max_examples=40, deadline=None)
+@given(**sizes, temperature=st.floats(0.01, 100.0), score=st.sampled_from(["distance", "dot"]))
+def test_soft_weights_are_the_weights_of_soft_lookup(seed, n, m, d, d_v, temperature, score):
+    queries, keys, values = random_table(seed, n, m, d, d_v)
+    result = soft_lookup(queries, keys, values, temperature=temperature, score=score)
+    assert torch.equal(soft_weights(queries, keys, temperature, score), result.weights)
+
+
+@settings(max_examples=40, deadline=None)
+@given(**sizes, data=st.data())
+def test_masked_soft_weights_are_the_soft_lookup_over_the_visible_keys(seed, n, m, d, d_v, data):
+    queries, keys, values = random_table(seed, n, m, d, d_v)
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(n, m, generator=g) < data.draw(st.floats(0.0, 1.0), label="keep")
+    weights = soft_weights(queries, keys, 0.7, mask=mask)
+    assert (weights[~mask] == 0).all() and torch.isfinite(weights).all()
+    for i in range(n):
+        visible = mask[i].nonzero().squeeze(-1)
+        if len(visible) == 0:  # a query that may see no key: a row of zeros, never NaN
+            assert (weights[i] == 0).all()
+            continue
+        alone = soft_lookup(queries[i:i + 1], keys[visible], values[visible], temperature=0.7)
+        torch.testing.assert_close(weights[i, visible], alone.weights[0])
+
+
+def test_masked_cold_soft_weights_pick_the_nearest_visible_key_without_underflow():
+    keys = torch.tensor([0.0, 1.0, 3.0, 7.0], dtype=F64)
+    leave_one_out = ~torch.eye(4, dtype=torch.bool)
+    weights = soft_weights(keys, keys, temperature=1e-6, mask=leave_one_out)
+    # exp(-1 / 1e-6) underflows for every visible key: the softmax's shift keeps one at 1
+    expected = torch.zeros(4, 4, dtype=F64)
+    expected[[0, 1, 2, 3], [1, 0, 1, 2]] = 1.0
+    torch.testing.assert_close(weights, expected)
+
+
+def test_a_temperature_tensor_passes_its_gradient():
+    queries, keys, values = random_table(5, n=3, m=4, d=2, d_v=1)
+    temperature = torch.tensor(0.9, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda t: soft_lookup(queries, keys, values, temperature=t).outputs, (temperature,))
+    torch.testing.assert_close(soft_weights(queries, keys, temperature).detach(),
+                               soft_weights(queries, keys, 0.9))
+
+
 # -------------------------------------------------------------------------------- temperature
 
 @settings(max_examples=30, deadline=None)
@@ -223,11 +268,14 @@ def test_hard_lookups_give_no_gradient_to_queries(lookup):
 @pytest.mark.parametrize(
     ("arguments", "error", "match"),
     [
-        (dict(queries=[1.0]), TypeError, r"queries must be a torch\.Tensor; got list"),
-        (dict(keys=torch.arange(5)), TypeError, r"keys must have a floating-point dtype"),
-        (dict(values=VALUES.float()), TypeError, r"must share one dtype.*values torch\.float32"),
+        (dict(queries=[1.0]), TypeError, r"queries must be a floating-point tensor; got list"),
+        (dict(keys=torch.arange(5)), TypeError,
+         r"keys must be a floating-point tensor; got torch\.int64"),
+        (dict(values=VALUES.float()), TypeError,
+         r"queries, keys and values must share one dtype; got torch\.float64, torch\.float64, "
+         r"torch\.float32"),
         (dict(queries=torch.zeros(1, 1, 1, dtype=F64)), ValueError,
-         r"queries must have 1 or 2 dimensions; got shape \(1, 1, 1\)"),
+         r"queries must have shape \(n,\) or \(n, d\); got \(1, 1, 1\)"),
         (dict(values=VALUES[:4]), ValueError, r"has m=5 but values has 4 rows"),
         (dict(queries=torch.zeros(2, 3, dtype=F64)), ValueError,
          r"same size d; got queries with d=3 and keys with d=1"),
@@ -247,10 +295,16 @@ def test_topk_rejects_bad_k(k):
         topk_lookup(KEYS, KEYS, VALUES, k=k)
 
 
-@pytest.mark.parametrize("temperature", [0.0, -1.0, math.inf, math.nan, "1", None])
-def test_soft_lookup_rejects_bad_temperature(temperature):
-    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+@pytest.mark.parametrize(
+    ("temperature", "error"),
+    [(0.0, ValueError), (-1.0, ValueError), (math.inf, ValueError), (math.nan, ValueError),
+     (torch.tensor(-2.0), ValueError), ("1", TypeError), (None, TypeError), (True, TypeError)],
+)
+def test_soft_lookup_rejects_bad_temperature(temperature, error):
+    with pytest.raises(error, match="temperature must be a finite number > 0"):
         soft_lookup(KEYS, KEYS, VALUES, temperature=temperature)
+    with pytest.raises(ValueError, match=r"temperature must be a scalar; got a tensor of shape"):
+        soft_lookup(KEYS, KEYS, VALUES, temperature=torch.ones(2))
 
 
 def test_soft_lookup_rejects_unknown_score():
@@ -259,7 +313,14 @@ def test_soft_lookup_rejects_unknown_score():
 
 
 def test_pool_checks_its_arguments():
-    with pytest.raises(ValueError, match=r"weights must have 2 dimensions; got shape \(5,\)"):
+    with pytest.raises(ValueError, match=r"weights must have shape \(n, m\); got \(5,\)"):
         pool(torch.ones(5, dtype=F64), VALUES)
     with pytest.raises(ValueError, match=r"has m=3 but values has 5 rows"):
         pool(torch.ones(2, 3, dtype=F64), VALUES)
+
+
+def test_soft_weights_check_the_mask():
+    with pytest.raises(ValueError, match=r"mask must be a bool tensor of shape \(5, 5\)"):
+        soft_weights(KEYS, KEYS, mask=torch.ones(5, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"mask must be a bool tensor of shape \(5, 5\)"):
+        soft_weights(KEYS, KEYS, mask=torch.ones(5, 5))

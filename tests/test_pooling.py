@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qkv.lookup import soft_lookup, soft_weights
 from qkv.pooling import (
     KERNELS,
     NadarayaWatson,
@@ -53,6 +54,23 @@ def test_gaussian_is_softmax_of_gaussian_scores_times_values():
     torch.testing.assert_close(weights, expected)
     torch.testing.assert_close(predictions, expected @ v)
     assert predictions.shape == (5,)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 6), m=st.integers(1, 8), d=st.integers(1, 3), h=st.floats(0.05, 5.0),
+       seed=st.integers(0, 10_000), masked=st.booleans())
+def test_gaussian_weights_are_soft_lookup_weights_at_temperature_two_h_squared(n, m, d, h, seed,
+                                                                                masked):
+    """Gaussian Nadaraya-Watson is chapter 1's soft lookup with distance scores and tau = 2 h^2."""
+    q, k, v = _random(n, d, seed=seed), _random(m, d, seed=seed + 1), _random(m, 2, seed=seed + 2)
+    predictions, weights = nadaraya_watson(q, k, v, "gaussian", h)
+    lookup = soft_lookup(q, k, v, temperature=2 * h**2, score="distance")
+    torch.testing.assert_close(weights, lookup.weights, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(predictions, lookup.outputs, rtol=1e-12, atol=1e-12)
+    if masked:
+        mask = torch.rand(n, m, generator=torch.Generator().manual_seed(seed)) < 0.6
+        torch.testing.assert_close(kernel_weights(q, k, "gaussian", h, mask=mask),
+                                   soft_weights(q, k, 2 * h**2, mask=mask), rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -256,12 +274,12 @@ def test_non_scalar_bandwidth_tensor():
 
 
 def test_mismatched_key_and_value_counts():
-    with pytest.raises(ValueError, match=r"4 keys .* 3 values"):
+    with pytest.raises(ValueError, match=r"has m=4 but values has 3 rows"):
         nadaraya_watson(_q, _k, torch.zeros(3))
 
 
 def test_query_and_key_dimension_mismatch():
-    with pytest.raises(ValueError, match=r"same dimension.*\(3, 5\).*\(4, 2\)"):
+    with pytest.raises(ValueError, match=r"same size d.*\(3, 5\).*\(4, 2\)"):
         nadaraya_watson(torch.zeros(3, 5), _k, _v)
 
 
@@ -297,9 +315,10 @@ def test_non_tensor_or_integer_input(args, name):
 def test_mixed_dtypes_and_empty_keys():
     with pytest.raises(TypeError, match="one dtype"):
         nadaraya_watson(_q.double(), _k, _v)
-    with pytest.raises(TypeError, match="values must have the dtype"):
+    with pytest.raises(TypeError, match="values must share one dtype; got torch.float32, "
+                                        "torch.float32, torch.float64"):
         nadaraya_watson(_q, _k, _v.double())
-    with pytest.raises(ValueError, match="at least one key"):
+    with pytest.raises(ValueError, match="keys is empty"):
         nadaraya_watson(_q, torch.zeros(0, 2), torch.zeros(0))
 
 
@@ -308,7 +327,7 @@ def test_bad_mask_and_bad_exclude_self():
         kernel_weights(_q, _k, mask=torch.ones(3, 4))
     with pytest.raises(ValueError, match="exclude_self=True needs as many queries as keys"):
         NadarayaWatson()(_q, _k, _v, exclude_self=True)
-    with pytest.raises(ValueError, match="n must be a positive int"):
+    with pytest.raises(ValueError, match="n must be an int >= 1; got 0"):
         leave_one_out_mask(0)
 
 

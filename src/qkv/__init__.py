@@ -5,6 +5,7 @@ One module per chapter, layered in book order (a module imports only modules abo
 - :mod:`qkv.runtime`: device, seeding, budgets, threads (all chapters)
 - :mod:`qkv.plot`: labelled heat maps and curves (all chapters)
 - :mod:`qkv.source`: show the package's own source in a chapter
+- :mod:`qkv.checks`: the argument checks every module shares (clear errors naming the argument)
 - :mod:`qkv.lookup`: key-value lookup, from exact match to soft attention (chapter 1)
 - :mod:`qkv.pooling`: Nadaraya-Watson kernel regression as attention pooling (chapter 2)
 - :mod:`qkv.attention`: masks, masked softmax, dot-product, additive and bilinear attention (chapter 3)

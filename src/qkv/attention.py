@@ -25,24 +25,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from qkv.checks import check_count, check_probability, check_same, check_tensor
+
+# The package's shared argument checks (qkv.checks), under the names later modules import.
+_require_float, _require_count, _require_probability = check_tensor, check_count, check_probability
 
 _INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-
-
-def _require_float(name: str, tensor: torch.Tensor) -> None:
-    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
-        kind = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-        raise TypeError(f"{name} must be a floating-point tensor; got {kind}")
-
-
-def _require_count(name: str, value: int, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-
-
-def _require_probability(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1); got {value!r}")
 
 
 def check_mask(mask: torch.Tensor, shape: torch.Size, name: str = "mask") -> None:
@@ -201,17 +189,11 @@ def attention_pooling(
 def _check_qkv(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
     """Check floats of one dtype and one rank >= 2, matching L_k, broadcasting batch dims."""
     for name, tensor in (("queries", queries), ("keys", keys), ("values", values)):
-        _require_float(name, tensor)
-        if tensor.dim() < 2:
-            raise ValueError(f"{name} must have shape (..., L, D); got {tuple(tensor.shape)}")
+        check_tensor(name, tensor, shape="(..., L, D)", min_rank=2)
     shapes = (
         f"queries {tuple(queries.shape)}, keys {tuple(keys.shape)}, values {tuple(values.shape)}"
     )
-    if not queries.dtype == keys.dtype == values.dtype:
-        raise TypeError(
-            f"queries, keys and values must share one dtype; got {queries.dtype}, {keys.dtype}, "
-            f"{values.dtype}"
-        )
+    check_same(queries=queries, keys=keys, values=values)
     if not queries.dim() == keys.dim() == values.dim():
         raise ValueError(f"queries, keys and values must have the same rank; got {shapes}")
     if keys.shape[-2] != values.shape[-2]:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from qkv.attention import _require_count, _require_float
+from qkv.checks import check_count, check_tensor
 from qkv.multihead import MultiHeadAttention
 from qkv.transformer import PositionWiseFFN
 
@@ -52,10 +52,10 @@ class SkipBlock(nn.Module):
         self.residual = bool(residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _require_float("x", x)
-        if x.dim() != 3 or x.shape[-1] != self.attn.d_model:
-            raise ValueError(f"x must have shape (B, L, d_model) with d_model="
-                             f"{self.attn.d_model}; got {tuple(x.shape)}")
+        shape = f"(B, L, d_model) with d_model={self.attn.d_model}"
+        check_tensor("x", x, (3,), shape)
+        if x.shape[-1] != self.attn.d_model:
+            raise ValueError(f"x must have shape {shape}; got {tuple(x.shape)}")
         h = self.norm_attn(x)
         update, _ = self.attn(h, h, h)  # (B, L, d_model)
         x = x + update if self.residual else update
@@ -81,7 +81,7 @@ class DeepStack(nn.Module):
         super().__init__()
         for name, value in (("num_layers", num_layers), ("num_symbols", num_symbols),
                             ("length", length), ("d_ff", d_ff)):
-            _require_count(name, value)
+            check_count(name, value)
         self.embed = nn.Embedding(num_symbols, d_model)
         self.position = nn.Parameter(0.02 * torch.randn(length, d_model))
         self.blocks = nn.ModuleList(SkipBlock(d_model, num_heads, d_ff, residual)
@@ -110,9 +110,9 @@ def mirror_batch(batch_size: int, length: int = 8, num_symbols: int = 10,
     Every output needs the input at another position, so the stack must move information with
     attention. Returns ``(tokens, targets)``, both (batch_size, length) int64.
     """
-    _require_count("batch_size", batch_size)
-    _require_count("length", length)
-    _require_count("num_symbols", num_symbols, minimum=2)
+    check_count("batch_size", batch_size)
+    check_count("length", length)
+    check_count("num_symbols", num_symbols, minimum=2)
     tokens = torch.randint(0, num_symbols, (batch_size, length), generator=generator)
     return tokens, tokens.flip(1)
 
@@ -165,7 +165,7 @@ def train_stack(model: DeepStack, steps: int, batch_size: int = 64, lr: float = 
     trained with the same seed see the same data. No gradient clipping and no warm-up: the
     comparison is about the architecture alone.
     """
-    _require_count("steps", steps)
+    check_count("steps", steps)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     length, num_symbols = len(model.position), model.readout.out_features

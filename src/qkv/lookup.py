@@ -9,8 +9,8 @@ The lookups differ only in how the weights are made:
   a query whose key is missing gets a row of zeros, hence a zero output (see :func:`found_mask`);
 * :func:`nearest_lookup`: one-hot on the nearest key;
 * :func:`topk_lookup`: ``1/k`` on each of the ``k`` nearest keys;
-* :func:`soft_lookup`: a softmax over similarity scores; the only one of the four whose weights
-  depend smoothly on the queries and keys, so gradients flow through it.
+* :func:`soft_lookup`: a softmax over similarity scores (:func:`soft_weights`); the only one of
+  the four whose weights depend smoothly on the queries and keys, so gradients flow through it.
 
 Shapes: ``keys`` (m, d) or (m,), ``values`` (m,) or (m, d_v), ``queries`` (n, d) or (n,); a
 one-dimensional ``keys`` or ``queries`` means ``d = 1``. All three tensors share one
@@ -20,13 +20,14 @@ floating-point dtype and one device. Each lookup returns a :class:`LookupResult`
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 
+from qkv.checks import check_positive, check_same, check_tensor
+
 SCORES = ("distance", "dot")
-"""The similarity scores :func:`soft_lookup` knows."""
+"""The similarity scores :func:`soft_weights` knows."""
 
 
 class LookupResult(NamedTuple):
@@ -34,27 +35,6 @@ class LookupResult(NamedTuple):
 
     outputs: torch.Tensor
     weights: torch.Tensor
-
-
-def _check_tensor(name: str, tensor, ranks: tuple[int, ...]) -> None:
-    """Raise TypeError/ValueError unless ``tensor`` is a float tensor with a rank in ``ranks``."""
-    if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(tensor).__name__}")
-    if not tensor.is_floating_point():
-        raise TypeError(f"{name} must have a floating-point dtype; got {tensor.dtype}")
-    if tensor.dim() not in ranks:
-        allowed = " or ".join(str(r) for r in ranks)
-        raise ValueError(f"{name} must have {allowed} dimensions; got shape {tuple(tensor.shape)}")
-
-
-def _check_same(named: dict[str, torch.Tensor]) -> None:
-    """Raise TypeError/ValueError unless all tensors share one dtype and one device."""
-    if len({t.dtype for t in named.values()}) > 1:
-        seen = ", ".join(f"{name} {t.dtype}" for name, t in named.items())
-        raise TypeError(f"{', '.join(named)} must share one dtype; got {seen}")
-    if len({t.device for t in named.values()}) > 1:
-        seen = ", ".join(f"{name} on {t.device}" for name, t in named.items())
-        raise ValueError(f"{', '.join(named)} must be on one device; got {seen}")
 
 
 def _check_rows(weights_name: str, columns: int, values: torch.Tensor) -> None:
@@ -65,15 +45,16 @@ def _check_rows(weights_name: str, columns: int, values: torch.Tensor) -> None:
         )
 
 
-def _check_table(queries, keys, values) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a lookup's arguments; return ``queries`` (n, d) and ``keys`` (m, d) as matrices."""
-    _check_tensor("queries", queries, (1, 2))
-    _check_tensor("keys", keys, (1, 2))
-    _check_tensor("values", values, (1, 2))
-    _check_same({"queries": queries, "keys": keys, "values": values})
+def _check_points(queries, keys) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate queries (n, d) or (n,) and keys (m, d) or (m,); return them as matrices.
+
+    Chapter 2's kernel regression (:mod:`qkv.pooling`) checks its points here too.
+    """
+    check_tensor("queries", queries, (1, 2), "(n,) or (n, d)")
+    check_tensor("keys", keys, (1, 2), "(m,) or (m, d)")
+    check_same(queries=queries, keys=keys)
     if keys.shape[0] == 0:
         raise ValueError("keys is empty: the table needs at least one key-value pair")
-    _check_rows(f"keys (shape {tuple(keys.shape)})", keys.shape[0], values)
     queries = queries.unsqueeze(-1) if queries.dim() == 1 else queries
     keys = keys.unsqueeze(-1) if keys.dim() == 1 else keys
     if queries.shape[1] != keys.shape[1]:
@@ -83,6 +64,35 @@ def _check_table(queries, keys, values) -> tuple[torch.Tensor, torch.Tensor]:
             f"{tuple(keys.shape)})"
         )
     return queries, keys
+
+
+def _check_table(queries, keys, values) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a lookup's arguments; return ``queries`` (n, d) and ``keys`` (m, d) as matrices."""
+    queries, keys = _check_points(queries, keys)
+    check_tensor("values", values, (1, 2), "(m,) or (m, d_v)")
+    check_same(queries=queries, keys=keys, values=values)
+    _check_rows(f"keys (shape {tuple(keys.shape)})", keys.shape[0], values)
+    return queries, keys
+
+
+def _check_weight_mask(mask, n: int, m: int) -> None:
+    """Raise unless ``mask`` is None or an (n, m) bool tensor (True = the query may see the key)."""
+    if mask is not None and (not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool
+                             or mask.shape != (n, m)):
+        raise ValueError(f"mask must be a bool tensor of shape {(n, m)}; got "
+                         f"{getattr(mask, 'dtype', type(mask).__name__)} "
+                         f"{tuple(getattr(mask, 'shape', ()))}")
+
+
+def _check_soft(queries, keys, temperature, score, mask):
+    """Validate :func:`soft_weights`' arguments; return queries and keys as matrices and the
+    temperature (a float or a 0-d tensor)."""
+    q, k = _check_points(queries, keys)
+    temperature = check_positive("temperature", temperature)
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {', '.join(SCORES)}; got {score!r}")
+    _check_weight_mask(mask, q.shape[0], k.shape[0])
+    return q, k, temperature
 
 
 def _squared_distances(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -105,9 +115,9 @@ def pool(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     Returns:
         (n,) or (n, d_v): row ``i`` is ``sum_j weights[i, j] * values[j]``.
     """
-    _check_tensor("weights", weights, (2,))
-    _check_tensor("values", values, (1, 2))
-    _check_same({"weights": weights, "values": values})
+    check_tensor("weights", weights, (2,), "(n, m)")
+    check_tensor("values", values, (1, 2), "(m,) or (m, d_v)")
+    check_same(weights=weights, values=values)
     _check_rows(f"weights (shape {tuple(weights.shape)})", weights.shape[1], values)
     return weights @ values
 
@@ -164,33 +174,51 @@ def topk_lookup(queries, keys, values, k: int) -> LookupResult:
     return LookupResult(weights @ values, weights)
 
 
+def soft_weights(queries, keys, temperature=1.0, score: str = "distance", *,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The weights of a soft lookup: a softmax over the keys of ``score / temperature``.
+
+    The score of query ``q`` and key ``k`` is ``-||q - k||^2`` for ``score="distance"`` or
+    ``q . k`` for ``score="dot"``. Chapter 2's Gaussian kernel regression is this function with
+    distance scores at ``temperature = 2 h^2`` (``h`` the bandwidth).
+
+    Args:
+        queries: (n, d) or (n,); keys: (m, d) or (m,); floating point, one dtype and device.
+        temperature: a finite number > 0, or such a scalar tensor (gradients flow through it).
+        score: ``"distance"`` or ``"dot"``.
+        mask: optional (n, m) bool, True where a query may see a key; a masked key gets weight
+            exactly 0, and a query that may see no key at all gets a row of zeros (never NaN).
+
+    Returns:
+        (n, m) weights, one row per query; each row sums to 1 (or is all 0, see ``mask``).
+    """
+    q, k, temperature = _check_soft(queries, keys, temperature, score, mask)
+    scores = -_squared_distances(q, k) if score == "distance" else q @ k.T  # (n, m)
+    if mask is None:
+        return torch.softmax(scores / temperature, dim=-1)  # each row sums to 1
+    # A hidden key gets the lowest score, hence weight 0; a row with no key left is all 0.
+    scores = (scores / temperature).masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1) * mask.any(dim=-1, keepdim=True)
+
+
 def soft_lookup(
-    queries, keys, values, temperature: float = 1.0, score: str = "distance"
+    queries, keys, values, temperature=1.0, score: str = "distance"
 ) -> LookupResult:
     """Soft lookup: softmax weights over all keys, so every key contributes a little.
 
-    The score of query ``q`` and key ``k`` is ``-||q - k||^2 / temperature`` for
-    ``score="distance"`` or ``q . k / temperature`` for ``score="dot"``; each row of ``weights``
-    is the softmax of its scores over the keys. A small temperature approaches
-    :func:`nearest_lookup` (for distance scores), a large one the plain average of the values.
-    Unlike the other lookups, the weights are smooth functions of queries and keys.
+    The weights are those of :func:`soft_weights`: each row is the softmax of
+    ``-||q - k||^2 / temperature`` (``score="distance"``) or ``q . k / temperature``
+    (``score="dot"``) over the keys. A small temperature approaches :func:`nearest_lookup`
+    (for distance scores), a large one the plain average of the values. Unlike the other
+    lookups, the weights are smooth functions of queries and keys.
 
     Args:
-        temperature: a finite number > 0.
+        temperature: a finite number > 0 (or such a scalar tensor).
         score: ``"distance"`` or ``"dot"``.
 
     Returns:
         :class:`LookupResult` ``(outputs (n,) or (n, d_v), weights (n, m))``.
     """
-    q, k = _check_table(queries, keys, values)
-    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-            or not 0 < temperature < math.inf):
-        raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}")
-    if score == "distance":
-        scores = -_squared_distances(q, k)
-    elif score == "dot":
-        scores = q @ k.T
-    else:
-        raise ValueError(f"score must be one of {', '.join(SCORES)}; got {score!r}")
-    weights = torch.softmax(scores / temperature, dim=-1)
-    return LookupResult(weights @ values, weights)
+    _check_table(queries, keys, values)
+    weights = soft_weights(queries, keys, temperature, score)  # (n, m), rows sum to 1
+    return LookupResult(weights @ values, weights)  # (n,) or (n, d_v)

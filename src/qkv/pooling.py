@@ -18,6 +18,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from qkv.checks import check_count, check_positive
+from qkv.lookup import (_check_points, _check_table, _check_weight_mask, _squared_distances,
+                        soft_weights)
+
 KERNELS = ("gaussian", "boxcar", "epanechnikov", "constant")
 """The kernels this module knows, by name."""
 
@@ -31,44 +35,12 @@ _PROFILES = {
 }
 
 
-def _check_tensor(x, name: str, ranks: tuple[int, ...], shape_text: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor; got dtype {x.dtype}")
-    if x.dim() not in ranks:
-        raise ValueError(f"{name} must have shape {shape_text}; got shape {tuple(x.shape)}")
-
-
-def _check_points(queries, keys) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate queries and keys and return them as 2-D (n, d) and (m, d) tensors."""
-    _check_tensor(queries, "queries", (1, 2), "(n,) or (n, d)")
-    _check_tensor(keys, "keys", (1, 2), "(m,) or (m, d)")
-    q = queries[:, None] if queries.dim() == 1 else queries
-    k = keys[:, None] if keys.dim() == 1 else keys
-    if q.shape[1] != k.shape[1]:
-        raise ValueError(f"queries and keys must have the same dimension d; got queries of "
-                         f"shape {tuple(queries.shape)} and keys of shape {tuple(keys.shape)}")
-    if k.shape[0] == 0:
-        raise ValueError(f"keys must hold at least one key; got shape {tuple(keys.shape)}")
-    if q.dtype != k.dtype:
-        raise TypeError(f"queries and keys must share one dtype; got {q.dtype} and {k.dtype}")
-    return q, k
-
-
 def _check_bandwidth(bandwidth):
     """Return the bandwidth as a float or a 0-d tensor, after checking it is positive and finite."""
-    if isinstance(bandwidth, torch.Tensor):
-        if bandwidth.numel() != 1:
-            raise ValueError(f"bandwidth must be a scalar; got a tensor of shape "
-                             f"{tuple(bandwidth.shape)}")
-        value, bandwidth = bandwidth.item(), bandwidth.reshape(())
-    elif isinstance(bandwidth, (int, float)) and not isinstance(bandwidth, bool):
-        value = bandwidth = float(bandwidth)
-    else:
-        raise TypeError(f"bandwidth must be a float or a scalar tensor; got {type(bandwidth)}")
-    if not (0 < value < math.inf):
-        raise ValueError(f"bandwidth must be positive and finite; got {value}")
+    bandwidth = check_positive("bandwidth", bandwidth)
+    h = bandwidth.item() if isinstance(bandwidth, torch.Tensor) else bandwidth
+    if not 0 < 2 * h * h < math.inf:  # the soft lookup's temperature 2 h^2 must be usable too
+        raise ValueError(f"bandwidth must keep 2 h^2 positive and finite; got {h!r}")
     return bandwidth
 
 
@@ -87,16 +59,11 @@ def kernel_profile(u: torch.Tensor, kernel: str = "gaussian") -> torch.Tensor:
     return _PROFILES[kernel](u * u)
 
 
-def _squared_distances(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """(n, d), (m, d) -> (n, m) squared Euclidean distances, from explicit differences."""
-    return (q[:, None, :] - k[None, :, :]).pow(2).sum(-1)
-
-
 def gaussian_scores(queries, keys, bandwidth) -> torch.Tensor:
     """Attention scores of the Gaussian kernel: ``-||q - k||^2 / (2 h^2)``, shape (n, m).
 
-    ``softmax`` over the keys turns them into the Gaussian Nadaraya-Watson weights: the
-    softmax of these scores is the bridge from kernel regression to attention.
+    ``softmax`` over the keys turns them into the Gaussian Nadaraya-Watson weights: they are
+    chapter 1's soft-lookup scores at the temperature ``2 h^2``.
     """
     q, k = _check_points(queries, keys)
     h = _check_bandwidth(bandwidth)
@@ -105,8 +72,7 @@ def gaussian_scores(queries, keys, bandwidth) -> torch.Tensor:
 
 def leave_one_out_mask(n: int, device=None) -> torch.Tensor:
     """(n, n) bool mask, True where query i may attend to key j, i.e. everywhere but i == j."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive int; got {n!r}")
+    check_count("n", n)
     return ~torch.eye(n, dtype=torch.bool, device=device)
 
 
@@ -125,7 +91,8 @@ def kernel_weights(queries, keys, kernel: str = "gaussian", bandwidth=1.0, *,
         (n, m) weights. Each row sums to 1, except a row with no key inside a compact
         kernel's support (boxcar, epanechnikov) or with every key masked: that row is all 0.
 
-    The Gaussian weights are computed as ``softmax(gaussian_scores)``. That equals the
+    The Gaussian weights are chapter 1's soft-lookup weights at the temperature ``2 h^2``
+    (:func:`qkv.lookup.soft_weights`), the softmax of :func:`gaussian_scores`. That equals the
     normalised ``exp(-u^2/2)`` exactly, but the softmax subtracts the largest score first, so
     the nearest key always gets a weight of order 1: tiny bandwidths never underflow to 0/0
     (as long as ``||q - k||^2 / h^2`` itself stays finite in the dtype).
@@ -133,17 +100,10 @@ def kernel_weights(queries, keys, kernel: str = "gaussian", bandwidth=1.0, *,
     q, k = _check_points(queries, keys)
     _check_kernel(kernel)
     h = _check_bandwidth(bandwidth)
-    if mask is not None and (not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool
-                             or mask.shape != (len(q), len(k))):
-        raise ValueError(f"mask must be a bool tensor of shape {(len(q), len(k))}; got "
-                         f"{getattr(mask, 'dtype', type(mask))} {getattr(mask, 'shape', '')}")
-    if kernel == "gaussian":
-        scores = gaussian_scores(q, k, h)
-        if mask is None:
-            return torch.softmax(scores, dim=-1)
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        return torch.softmax(scores, dim=-1) * mask.any(dim=-1, keepdim=True)
-    unnormalised = _PROFILES[kernel](_squared_distances(q, k) / h**2)
+    _check_weight_mask(mask, len(q), len(k))
+    if kernel == "gaussian":  # chapter 1's soft lookup, at the temperature 2 h^2
+        return soft_weights(q, k, temperature=2 * h**2, mask=mask)
+    unnormalised = _PROFILES[kernel](_squared_distances(q, k) / h**2)  # K(u), from u^2
     if mask is not None:
         unnormalised = unnormalised * mask
     totals = unnormalised.sum(dim=-1, keepdim=True)
@@ -165,15 +125,8 @@ def nadaraya_watson(queries, keys, values, kernel: str = "gaussian", bandwidth=1
         epanechnikov), or with every key masked, has an all-zero weight row and its
         prediction is exactly 0 (never NaN).
     """
-    _check_tensor(values, "values", (1, 2), "(m,) or (m, d_v)")
-    if isinstance(keys, torch.Tensor) and values.shape[0] != keys.shape[0]:
-        raise ValueError(f"keys and values must come in pairs; got {keys.shape[0]} keys "
-                         f"(shape {tuple(keys.shape)}) and {values.shape[0]} values "
-                         f"(shape {tuple(values.shape)})")
-    weights = kernel_weights(queries, keys, kernel, bandwidth, mask=mask)
-    if values.dtype != weights.dtype:
-        raise TypeError(f"values must have the dtype of the keys ({weights.dtype}); got "
-                        f"{values.dtype}")
+    _check_table(queries, keys, values)
+    weights = kernel_weights(queries, keys, kernel, bandwidth, mask=mask)  # (n, m)
     return weights @ values, weights
 
 
@@ -239,8 +192,7 @@ def fit_bandwidth(keys, values, *, bandwidth: float = 1.0, kernel: str = "gaussi
     if kernel not in ("gaussian", "epanechnikov"):
         raise ValueError(f"fit_bandwidth needs a kernel that is differentiable in the bandwidth "
                          f"(gaussian or epanechnikov); got {kernel!r}")
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int; got {steps!r}")
+    check_count("steps", steps, minimum=0)
     _check_points(keys, keys)
     model = NadarayaWatson(bandwidth, kernel).to(keys.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -277,9 +229,8 @@ def make_regression_data(n_train: int, n_test: int, noise: float = 0.5,
 
     All tensors use the default dtype (float32 unless changed); see :class:`RegressionData`.
     """
-    for name, count in (("n_train", n_train), ("n_test", n_test)):
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise ValueError(f"{name} must be a positive int; got {count!r}")
+    check_count("n_train", n_train)
+    check_count("n_test", n_test)
     if not noise >= 0:
         raise ValueError(f"noise must be non-negative; got {noise!r}")
     x_train = torch.sort(5 * torch.rand(n_train, generator=generator)).values
