@@ -116,13 +116,14 @@ LAYOUT_PROBLEMS = r"""(wide) => {
     if (e.scrollWidth > e.clientWidth + 1 && !scrolls(e)) problems.push('code cut: ' + describe(e));
   });
   // Figures: drawn at 100 dpi with no text under 8 pt (tests/test_plot.py), so a figure shown at
-  // less than 81 % of its natural width has text under 9 px. On a phone that never happens (the
-  // figure scrolls); at 1280 px figures fit the column, and the widest ones (1,300 px, four
-  // panels) are shown at about half their size: no figure may be smaller than that.
-  const smallest = wide ? 0.5 : 0.8;
+  // less than 80 % of its natural width has text under 9 px. On a phone a wide figure scrolls
+  // inside its output; at 1280 px every figure (at most 840 px wide) fits the column whole.
   document.querySelectorAll('.cell_output img, figure img').forEach(e => {
-    if (e.naturalWidth > 0 && e.clientWidth < smallest * e.naturalWidth)
+    if (e.naturalWidth > 0 && e.clientWidth < 0.8 * e.naturalWidth)
       problems.push(`figure text too small (shown at ${Math.round(100 * e.clientWidth / e.naturalWidth)} %): ` + (e.alt || e.src).slice(0, 50));
+    const box = e.closest('.cell_output') || e.parentElement;
+    if (wide && box && box.scrollWidth > box.clientWidth + 1)
+      problems.push('figure wider than the column: ' + (e.alt || e.src).slice(0, 50));
   });
   document.querySelectorAll('article table').forEach(t => {
     const box = t.closest('.pst-scrollable-table-container, .cell_output table') || t;
@@ -169,6 +170,13 @@ def test_layout_checks_fail_on_a_broken_page(browser, tmp_path):
         kinds = {problem.split(":")[0] for problem in problems}
         assert {"raw TeX", "placeholder", "maths cut", "output wider than its box", "code cut"} <= kinds
         assert any(problem.startswith("figure text too small") for problem in problems)
+        page.set_content("""<article style="width: 300px"><div class="cell_output"
+            style="overflow-x: auto"><img alt="a figure held wide" style="min-width: 900px" src="data:image/svg+xml,"""
+            + "%3Csvg xmlns='http://www.w3.org/2000/svg' width='1000' height='100'/%3E"
+            + """"></div></article>""")
+        page.wait_for_timeout(200)
+        assert any(problem.startswith("figure wider than the column")
+                   for problem in page.evaluate(LAYOUT_PROBLEMS, True))
     finally:
         page.close()
 
