@@ -1,6 +1,7 @@
 """Tests of qkv.decoding: cached and uncached greedy decoding (and beam search) agree, beam 1 is
 greedy, beam search finds the exact optimum of a small model when the beam holds every
-hypothesis, and a finished hypothesis is kept apart from the live beam.
+hypothesis, and a finished hypothesis is kept apart from the live beam. The fast cached path
+(FastCachedDecoder) gives the logits of the readable paths and is what decoding uses.
 """
 
 import itertools
@@ -9,7 +10,14 @@ import math
 import pytest
 import torch
 
-from qkv.decoding import beam_search, greedy_decode, length_penalty
+from qkv.decoding import (
+    FastCachedDecoder,
+    _ReadableSteps,
+    beam_search,
+    decoding_steps,
+    greedy_decode,
+    length_penalty,
+)
 from qkv.seq2seq import Seq2SeqTransformer
 
 PAD, BOS, EOS = 0, 1, 2
@@ -43,6 +51,14 @@ def test_cached_greedy_equals_uncached_greedy(seed, norm_first):
     assert cached.shape[0] == 4 and cached.shape[1] <= 15
 
 
+@pytest.mark.parametrize("seed,norm_first", [(0, True), (1, False)])
+def test_fast_and_readable_cached_paths_give_the_same_tokens(seed, norm_first):
+    model, src = trained_looking_model(seed, norm_first), random_source(seed)
+    for decode, options in ((greedy_decode, {}), (beam_search, {"beam_size": 3})):
+        fast = decode(model, src, max_new_tokens=15, **options)
+        assert torch.equal(fast, decode(model, src, max_new_tokens=15, fast=False, **options))
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_beam_of_one_is_greedy(seed):
     model, src = trained_looking_model(seed, True), random_source(seed)
@@ -70,6 +86,89 @@ def test_a_sentence_decodes_the_same_alone_or_in_a_padded_batch(beam_size):
         alone = beam_search(model, src[i:i + 1, :length], beam_size=beam_size)[0].tolist()
         assert row[:len(alone)] == alone and all(t == PAD for t in row[len(alone):])
         assert len([t for t in alone if t != PAD]) <= int(1.5 * length) + 10
+
+
+# ----------------------------------------------------------------------------- the fast path
+
+def float64_logits_by_path(model, src, tokens):
+    """Next-token logits (B, T, V) after each prefix of ``tokens`` (B, T): uncached, readable
+    cached and fast, in float64."""
+    model = model.double()
+    memory, valid = model.encode(src)
+    paths = [decoding_steps(model, memory, valid, tokens.shape[1], use_cache, fast)
+             for use_cache, fast in ((False, False), (True, False), (True, True))]
+    assert [type(p) for p in paths] == [_ReadableSteps, _ReadableSteps, FastCachedDecoder]
+    return [torch.stack([step(tokens[:, :t + 1]) for t in range(tokens.shape[1])], 1)
+            for step in paths]
+
+
+@pytest.mark.parametrize("seed,norm_first", [(0, True), (1, False), (2, True)])
+def test_fast_logits_equal_uncached_and_readable_cached_logits_in_float64(seed, norm_first):
+    model, src = trained_looking_model(seed, norm_first), random_source(seed)
+    src[3] = PAD  # a source without a single token: zero cross-attention, as in the module
+    tokens = torch.randint(3, 30, (4, 12), generator=torch.Generator().manual_seed(seed))
+    tokens[:, 0] = BOS
+    uncached, readable, fast = float64_logits_by_path(model, src, tokens)
+    assert uncached.dtype == fast.dtype == torch.float64 and fast.shape == (4, 12, 30)
+    assert (fast - uncached).abs().max() < 1e-10
+    assert (fast - readable).abs().max() < 1e-10
+
+
+def test_fast_logits_follow_model_options():
+    """Untied output with a bias, separate embeddings, no final norm (post-LN), one head."""
+    torch.manual_seed(4)
+    model = Seq2SeqTransformer(25, 30, d_model=12, num_heads=1, num_encoder_layers=1,
+                               num_decoder_layers=3, d_ff=20, dropout=0.0, max_len=20,
+                               norm_first=False, tie_output=False).eval()
+    model.output = torch.nn.Linear(12, 30, bias=True)
+    src = torch.randint(3, 25, (2, 5), generator=torch.Generator().manual_seed(0))
+    tokens = torch.randint(3, 30, (2, 8), generator=torch.Generator().manual_seed(1))
+    uncached, _, fast = float64_logits_by_path(model, src, tokens)
+    assert (fast - uncached).abs().max() < 1e-10
+
+
+def test_fast_reorder_follows_the_rows():
+    """Reordered after three steps, the fast path goes on as if the rows had always been
+    in the new order; so does the readable cached path."""
+    model, src = trained_looking_model(5, True), random_source(5)
+    model = model.double()
+    tokens = torch.randint(3, 30, (4, 7), generator=torch.Generator().manual_seed(5))
+    memory, valid = model.encode(src)
+    fast = FastCachedDecoder(model, memory, valid, 7)
+    readable = decoding_steps(model, memory, valid, 7, fast=False)
+    for t in range(3):
+        fast(tokens[:, :t + 1]), readable(tokens[:, :t + 1])
+    order = torch.tensor([2, 0, 0, 1, 3])
+    fast.reorder(order), readable.reorder(order)
+    new_tokens = torch.cat([tokens[order, :3], tokens[order, 3:].roll(1, 0)], 1)
+    ordered = FastCachedDecoder(model, memory[order], valid[order], 7)
+    for t in range(3):
+        ordered(new_tokens[:, :t + 1])
+    for t in range(3, 7):
+        expected = ordered(new_tokens[:, :t + 1])
+        assert (fast(new_tokens[:, :t + 1]) - expected).abs().max() < 1e-10
+        assert (readable(new_tokens[:, :t + 1]) - expected).abs().max() < 1e-10
+    same_source = torch.tensor([1, 2])  # rows 1 and 2 of the order both hold sentence 0
+    fast.reorder(same_source, sources=False)
+    assert fast.blocks[0].kv.shape[0] == 2
+
+
+def test_decoding_uses_the_fast_path_where_it_can():
+    model, src = trained_looking_model(0, True), random_source(0)
+    memory, valid = model.encode(src)
+    assert isinstance(decoding_steps(model, memory, valid, 5), FastCachedDecoder)
+    assert isinstance(decoding_steps(model, memory, valid, 5, fast=False), _ReadableSteps)
+    assert not FastCachedDecoder.supports(model.train())  # dropout: the readable path
+    assert isinstance(decoding_steps(model, memory, valid, 5), _ReadableSteps)
+    with pytest.raises(ValueError, match="eval mode"):
+        FastCachedDecoder(model, memory, valid, 5)
+    model.eval()
+    with pytest.raises(ValueError, match="steps must be at most model.max_len=40"):
+        FastCachedDecoder(model, memory, valid, 41)
+    step = FastCachedDecoder(model, memory, valid, 1)
+    step(torch.full((4, 1), BOS))
+    with pytest.raises(ValueError, match="made for 1 steps"):
+        step(torch.full((4, 2), BOS))
 
 
 # ----------------------------------------------------------------------------- exact beam search
