@@ -130,6 +130,16 @@ def nadaraya_watson(queries, keys, values, kernel: str = "gaussian", bandwidth=1
     return weights @ values, weights
 
 
+def _self_excluded(queries, keys) -> torch.Tensor:
+    """The leave-one-out mask (n, n) for queries that are the keys themselves."""
+    q, k = _check_points(queries, keys)
+    if q.shape[0] != k.shape[0]:
+        raise ValueError("exclude_self=True needs as many queries as keys (the queries are the "
+                         f"keys); got queries of shape {tuple(queries.shape)} and keys of shape "
+                         f"{tuple(keys.shape)}")
+    return leave_one_out_mask(k.shape[0], device=k.device)
+
+
 class NadarayaWatson(nn.Module):
     """Nadaraya-Watson regression with a learnable bandwidth.
 
@@ -156,14 +166,7 @@ class NadarayaWatson(nn.Module):
         return self.log_bandwidth.exp()
 
     def forward(self, queries, keys, values, exclude_self: bool = False) -> torch.Tensor:
-        mask = None
-        if exclude_self:
-            q, k = _check_points(queries, keys)
-            if q.shape[0] != k.shape[0]:
-                raise ValueError("exclude_self=True needs as many queries as keys (the queries "
-                                 f"are the keys); got queries of shape {tuple(queries.shape)} "
-                                 f"and keys of shape {tuple(keys.shape)}")
-            mask = leave_one_out_mask(k.shape[0], device=k.device)
+        mask = _self_excluded(queries, keys) if exclude_self else None
         return nadaraya_watson(queries, keys, values, self.kernel, self.bandwidth, mask=mask)[0]
 
     def extra_repr(self) -> str:
