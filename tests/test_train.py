@@ -1,5 +1,6 @@
 """Tests of qkv.train: the schedule's values, that fit learns, is deterministic, resumes exactly,
-clips, evaluates when asked, moves batches, checkpoints, and rejects bad arguments."""
+clips, evaluates when asked, moves batches, checkpoints, averages checkpoints, and rejects bad
+arguments."""
 
 import math
 from collections import namedtuple
@@ -9,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from qkv.train import History, fit, load_checkpoint, save_checkpoint, to_device, warmup_lr
+from qkv.train import (History, average_states, fit, load_checkpoint, save_checkpoint,
+                       to_device, warmup_lr)
 
 
 # --------------------------------------------------------------------------------- schedule
@@ -240,3 +242,26 @@ def test_progress_bar_shows_loss_and_evaluations(capsys):
                   evaluate=lambda model: {"loss": 1.0}, progress=True)
     assert len(history.evals) == 2
     assert "eval loss=1" in capsys.readouterr().err
+
+
+def test_average_states_is_the_mean_of_known_states():
+    a = {"w": torch.tensor([[1.0, 2.0], [3.0, 4.0]]), "count": torch.tensor(3),
+         "h": torch.tensor([1.0], dtype=torch.float16)}
+    b = {"w": torch.tensor([[3.0, 0.0], [5.0, -4.0]]), "count": torch.tensor(7),
+         "h": torch.tensor([2.0], dtype=torch.float16)}
+    mean = average_states([a, b])
+    torch.testing.assert_close(mean["w"], torch.tensor([[2.0, 1.0], [4.0, 0.0]]))
+    assert mean["count"].item() == 7  # not a weight: taken from the last state
+    assert mean["h"].dtype == torch.float16 and mean["h"].item() == 1.5
+    torch.testing.assert_close(average_states([a])["w"], a["w"])
+    assert mean["w"] is not a["w"] and a["w"][0, 0] == 1.0  # the inputs are left alone
+    model = fresh_model()
+    copies = [model.state_dict(), {k: v * 3 for k, v in model.state_dict().items()}]
+    for key, value in average_states(copies).items():
+        torch.testing.assert_close(value, 2 * model.state_dict()[key])
+    with pytest.raises(ValueError, match="at least one"):
+        average_states([])
+    with pytest.raises(ValueError, match=r"states\[1\] has other keys"):
+        average_states([a, {"w": b["w"]}])
+    with pytest.raises(ValueError, match=r"states\[1\]\['w'\] is \(4,\)"):
+        average_states([a, {**b, "w": torch.zeros(4)}])

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from qkv.checkpoints import fetch_translator, load_translator, pack_translator
+from qkv.checkpoints import fetch_translator, load_snapshots, load_translator, pack_translator
 from qkv.data.multi30k import sha256_of
 from qkv.translation import (
     RECIPES,
@@ -79,6 +79,35 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path):
     assert len(resumed.history["evals"]) == 2
     with pytest.raises(ValueError, match="another recipe"):
         train(dataclasses.replace(TINY, lr=1.0), tmp_path / "b", resume=True, progress=False)
+
+
+def test_checkpoint_averaging_is_the_mean_of_the_last_checkpoints_and_survives_resume(tmp_path):
+    averaging = dataclasses.replace(TINY, checkpoint_every=2, average_last=2)
+    straight = train(averaging, tmp_path / "a", progress=False)
+    assert straight.history["average"]["steps"] == [4, 6]
+    assert straight.history["average"]["val_loss"] > 0
+    # the same training without averaging, stopped at step 4 and at step 6
+    at4 = train(dataclasses.replace(averaging, average_last=1), tmp_path / "c", progress=False,
+                until=4).model.state_dict()
+    at6 = train(dataclasses.replace(averaging, average_last=1), tmp_path / "c", resume=True,
+                progress=False).model.state_dict()
+    for name, value in straight.model.state_dict().items():
+        torch.testing.assert_close(value, (at4[name] + at6[name]) / 2, msg=name)
+    model, _, _, _ = load_translator(tmp_path / "a")  # the saved model is the average too
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, straight.model.state_dict()[name], rtol=0, atol=0)
+    assert [step for step, _ in load_snapshots(tmp_path / "a")] == [4, 6]
+    # in parts (stopping between checkpoints too) the snapshots come back from disk
+    train(averaging, tmp_path / "b", progress=False, until=2)
+    train(averaging, tmp_path / "b", resume=True, progress=False, until=4)
+    assert [step for step, _ in load_snapshots(tmp_path / "b")] == [2, 4]
+    resumed = train(averaging, tmp_path / "b", resume=True, progress=False)
+    for (name, p), q in zip(straight.model.state_dict().items(),
+                            resumed.model.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    assert resumed.history["average"] == straight.history["average"]
+    with pytest.raises(ValueError, match="average_last must be a positive integer"):
+        train(dataclasses.replace(TINY, average_last=0), tmp_path / "d", progress=False)
 
 
 def test_a_dry_run_caps_the_recipe_steps(tmp_path, monkeypatch):
@@ -207,6 +236,30 @@ def test_an_interrupted_save_leaves_a_complete_set_that_resume_continues(tmp_pat
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     assert (folder / "notes.txt").read_text() == "mine"   # a file of the user's is kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "straight"]  # nothing left over
+
+
+def test_an_interrupted_save_keeps_the_snapshots_of_its_set(tmp_path, monkeypatch):
+    averaging = dataclasses.replace(TINY, checkpoint_every=2, average_last=2)
+    folder = tmp_path / "run"
+    train(averaging, folder, progress=False, until=4)
+    real_rename = Path.rename
+
+    def interrupted(self, target):
+        if Path(target) == folder:
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(averaging, folder, resume=True, progress=False)
+    monkeypatch.setattr(Path, "rename", real_rename)
+    _, _, config, state = load_translator(folder)  # the set of step 4, with its snapshots
+    assert state["step"] == 4 and [s for s, _ in load_snapshots(folder)] == [2, 4]
+    torch.testing.assert_close(load_snapshots(folder)[-1][1], state["model"], rtol=0, atol=0)
+    resumed = train(averaging, folder, resume=True, progress=False)
+    straight = train(averaging, tmp_path / "straight", progress=False)
+    for p, q in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
 def test_a_save_that_fails_while_writing_leaves_the_old_set_alone(tmp_path, monkeypatch):

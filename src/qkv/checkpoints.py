@@ -2,7 +2,9 @@
 
 * :func:`save_translator` writes ``model.pt``, ``tokenizer.json`` and ``config.json`` into a
   folder as a set (a staging folder renamed into place), so an interrupted save never leaves
-  files that disagree; :func:`load_translator` reads the last complete set.
+  files that disagree; :func:`load_translator` reads the last complete set. A run that
+  averages its last checkpoints keeps their weights in the same set (``snapshots.pt``, read
+  by :func:`load_snapshots`), so the average survives a resume.
 * :func:`pack_translator` writes a reproducible ``.tar.gz`` and returns its SHA-256;
   :func:`fetch_translator` loads a folder, or downloads an archive from a URL, checks its
   SHA-256, and unpacks it as a set, never overwriting a file of the user's.
@@ -28,6 +30,8 @@ from qkv.data.text import SubwordTokenizer
 from qkv.seq2seq import Seq2SeqTransformer
 
 CHECKPOINT_FILES = ("model.pt", "config.json", "tokenizer.json")
+SNAPSHOT_FILE = "snapshots.pt"
+"""Weights of the last checkpoints of a run that averages them (see :func:`save_translator`)."""
 
 
 def _previous(folder: Path) -> Path:
@@ -37,9 +41,12 @@ def _previous(folder: Path) -> Path:
 
 def save_translator(folder: str | Path, model: Seq2SeqTransformer, tokenizer: SubwordTokenizer,
                     recipe, optimizer: torch.optim.Optimizer | None = None,
-                    step: int = 0, history: dict | None = None) -> Path:
+                    step: int = 0, history: dict | None = None,
+                    snapshots: list[tuple[int, dict]] | None = None) -> Path:
     """Write ``model.pt``, ``tokenizer.json`` and ``config.json`` into ``folder``, as a set;
     ``recipe`` is the training recipe (a dataclass, :class:`qkv.translation.Recipe`).
+    ``snapshots``, ``[(step, model state dict), ...]``, the checkpoints a run will average,
+    go into the same set as ``snapshots.pt`` (None: no such file).
 
     The files go into a new folder beside ``folder`` (with a copy of any other file already
     in ``folder``, such as ``scores.json``), which then replaces ``folder`` by two renames:
@@ -54,12 +61,15 @@ def save_translator(folder: str | Path, model: Seq2SeqTransformer, tokenizer: Su
         current = complete_set(folder)
         if current.is_dir():
             for item in current.iterdir():
-                if item.name not in CHECKPOINT_FILES and item.is_file():
+                if item.name not in (*CHECKPOINT_FILES, SNAPSHOT_FILE) and item.is_file():
                     shutil.copy2(item, staging / item.name)
         state = {"model": model.state_dict(), "step": step}
         if optimizer is not None:
             state["optimizer"] = optimizer.state_dict()
         torch.save(state, staging / "model.pt")
+        if snapshots is not None:
+            torch.save({"steps": [step for step, _ in snapshots],
+                        "models": [weights for _, weights in snapshots]}, staging / SNAPSHOT_FILE)
         tokenizer.save(staging)
         config = {"model": model.config, "recipe": dataclasses.asdict(recipe), "step": step,
                   "history": history or {}}
@@ -81,6 +91,16 @@ def complete_set(folder: Path) -> Path:
     if not folder.exists() and all((_previous(folder) / n).is_file() for n in CHECKPOINT_FILES):
         return _previous(folder)
     return folder
+
+
+def load_snapshots(folder: str | Path, device=None) -> list[tuple[int, dict]]:
+    """The ``[(step, model state dict), ...]`` saved with the last complete set in ``folder``
+    (oldest first; ``[]`` if the set has none)."""
+    path = complete_set(Path(folder)) / SNAPSHOT_FILE
+    if not path.is_file():
+        return []
+    saved = torch.load(path, map_location=device or "cpu", weights_only=True)
+    return list(zip(saved["steps"], saved["models"]))
 
 
 def load_translator(folder: str | Path, device=None):

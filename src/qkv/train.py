@@ -8,14 +8,15 @@ returned optimizer back with ``start_step``, and the schedule continues where it
 
 :func:`warmup_lr` is the schedule as a pure function: a linear warm-up, then constant,
 inverse square root (Vaswani et al., 2017) or cosine decay. :func:`save_checkpoint` and
-:func:`load_checkpoint` store state dicts only, loaded with ``weights_only=True``.
+:func:`load_checkpoint` store state dicts only, loaded with ``weights_only=True``;
+:func:`average_states` averages the weights of several checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +276,41 @@ def fit(
     if evaluate is not None and (not history.evals or history.evals[-1]["step"] != step + 1):
         history.evals.append(_evaluate(model, evaluate, step + 1))
     return history
+
+
+def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of model state dicts (checkpoint averaging, Vaswani et al., 2017).
+
+    Args:
+        states: one or more state dicts with the same keys, shapes and dtypes, e.g. the
+            ``model.state_dict()`` of the same model at several steps.
+
+    Returns:
+        A new state dict: each floating tensor is the mean over ``states`` (computed in float64,
+        returned in its own dtype and on its own device); any other tensor (an integer counter)
+        is taken from the last state.
+    """
+    if not states:
+        raise ValueError("states must hold at least one state dict; got none")
+    keys = list(states[0])
+    for number, state in enumerate(states[1:], start=1):
+        if list(state) != keys:
+            raise ValueError(f"states[{number}] has other keys than states[0]: "
+                             f"{sorted(set(state) ^ set(keys))}")
+        for key in keys:
+            if state[key].shape != states[0][key].shape or state[key].dtype != states[0][key].dtype:
+                raise ValueError(f"states[{number}][{key!r}] is {tuple(state[key].shape)} "
+                                 f"{state[key].dtype}; states[0][{key!r}] is "
+                                 f"{tuple(states[0][key].shape)} {states[0][key].dtype}")
+    averaged = {}
+    for key in keys:
+        last = states[-1][key]
+        if not last.is_floating_point():
+            averaged[key] = last.clone()
+            continue
+        total = sum(state[key].detach().double() for state in states)
+        averaged[key] = (total / len(states)).to(last.dtype)
+    return averaged
 
 
 def save_checkpoint(path: str | Path, model: nn.Module,
