@@ -212,10 +212,9 @@ def test_evaluate_scores_validation_by_default_and_any_parallel_files(tiny_model
 
 # ----------------------------------------------------------------------------- checkpoint sets
 
-def test_an_interrupted_save_leaves_a_complete_set_that_resume_continues(tmp_path, monkeypatch):
-    folder = tmp_path / "run"
-    train(TINY, folder, progress=False, until=3)
-    (folder / "notes.txt").write_text("mine")
+def _resume_interrupted_before_the_rename(recipe, folder, monkeypatch):
+    """Resume training in ``folder`` and interrupt the save just before the new set is
+    renamed into place (as a Ctrl-C there would)."""
     real_rename = Path.rename
 
     def interrupted(self, target):  # the new set never reaches its place
@@ -225,8 +224,15 @@ def test_an_interrupted_save_leaves_a_complete_set_that_resume_continues(tmp_pat
 
     monkeypatch.setattr(Path, "rename", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(TINY, folder, resume=True, progress=False)
+        train(recipe, folder, resume=True, progress=False)
     monkeypatch.setattr(Path, "rename", real_rename)
+
+
+def test_an_interrupted_save_leaves_a_complete_set_that_resume_continues(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    train(TINY, folder, progress=False, until=3)
+    (folder / "notes.txt").write_text("mine")
+    _resume_interrupted_before_the_rename(TINY, folder, monkeypatch)
     assert not folder.exists()
     _, _, config, state = load_translator(folder)  # the last complete set: step 3
     assert state["step"] == config["step"] == 3
@@ -242,17 +248,7 @@ def test_an_interrupted_save_keeps_the_snapshots_of_its_set(tmp_path, monkeypatc
     averaging = dataclasses.replace(TINY, checkpoint_every=2, average_last=2)
     folder = tmp_path / "run"
     train(averaging, folder, progress=False, until=4)
-    real_rename = Path.rename
-
-    def interrupted(self, target):
-        if Path(target) == folder:
-            raise KeyboardInterrupt
-        return real_rename(self, target)
-
-    monkeypatch.setattr(Path, "rename", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(averaging, folder, resume=True, progress=False)
-    monkeypatch.setattr(Path, "rename", real_rename)
+    _resume_interrupted_before_the_rename(averaging, folder, monkeypatch)
     _, _, config, state = load_translator(folder)  # the set of step 4, with its snapshots
     assert state["step"] == 4 and [s for s, _ in load_snapshots(folder)] == [2, 4]
     torch.testing.assert_close(load_snapshots(folder)[-1][1], state["model"], rtol=0, atol=0)
